@@ -1,14 +1,18 @@
-# The single entry point. A fresh machine needs only Python 3 (3.10-3.13).
-#   make attack   set up, then run the course's default attack end to end
-#   make test     set up, then run every test
+# The single entry point. A fresh machine needs only Python 3 (3.10-3.13);
+# the slides also need npm once (to fetch reveal.js & co.) and the slides test needs chromium.
+#   make series   set up, run every lesson top to bottom, refresh figures/, render slides/, print a summary
+#   make test     set up, then run every test: pytest (helpers, slides) and nbval (every lesson)
 #   make lab      open the lessons in JupyterLab
-#   make bench    measure training speed and memory (writes benchmarks/results/)
+#   make attack   just the default attack, end to end, deliverables in artifacts/
+#   make slides   just render the slides from the committed lessons
+#   make bench    measure training speed and memory, and the series' wall time
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=900
 
-.PHONY: setup attack test lab bench clean
+.PHONY: setup series test lab attack slides bench clean
 
 setup: $(STAMP)
 
@@ -17,17 +21,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $(STAMP)
 
-attack: setup
-	$(PY) -m helpers.attack --out artifacts
+series: setup
+	$(PY) scripts/run_series.py
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest tests notebooks $(NBVAL)
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 
+attack: setup
+	$(PY) -m helpers.attack --out artifacts
+
+slides: setup
+	$(PY) scripts/render_slides.py
+
 bench: setup
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_series.py
 
 clean:
-	rm -rf .cache artifacts .pytest_cache .hypothesis
+	rm -rf .cache artifacts slides .pytest_cache .hypothesis

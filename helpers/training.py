@@ -59,12 +59,18 @@ class TrainConfig:
 
 
 def make_deterministic(seed: int = 0) -> None:
-    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic.
+
+    It also starts TensorFlow's runtime (lists its devices), so the start-up
+    messages TensorFlow's C++ core prints (oneDNN, CPU features, CUDA probing)
+    appear once, in the lesson's set-up cell, not in the middle of a lesson.
+    """
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    tf.config.list_logical_devices()
 
 
 def training_order(n: int, config: TrainConfig) -> np.ndarray:

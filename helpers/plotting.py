@@ -1,0 +1,209 @@
+"""Figures for the lessons: digit grids, the sweep plot, heatmaps, filters.
+
+Every function returns the matplotlib ``Figure`` it drew, so a lesson can pass
+it to :func:`save_fig`, which writes ``figures/<name>.png`` atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .io import atomic_path
+
+FIGURES = Path(__file__).resolve().parent.parent / "figures"
+
+
+def figure_path(name: str, folder: str | os.PathLike | None = None) -> Path:
+    """Where :func:`save_fig` writes the figure ``name``."""
+    return Path(folder or FIGURES) / f"{name}.png"
+
+
+def save_fig(fig, name: str, *, folder: str | os.PathLike | None = None, dpi: int = 110) -> None:
+    """Write ``fig`` to ``figures/<name>.png`` atomically (see :func:`figure_path`).
+
+    It returns nothing, so it adds no output line to a lesson. The PNG carries
+    no software version, so rerunning a lesson rewrites identical bytes when
+    the figure is unchanged.
+    """
+    with atomic_path(figure_path(name, folder)) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+
+
+def _digit(ax, img, title=None, color="black"):
+    ax.imshow(img, cmap="gray", vmin=0, vmax=255 if img.dtype == np.uint8 else 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9, color=color)
+
+
+def digit_grid(rows: list[np.ndarray], row_labels: list[str] | None = None, titles: list[list[str]] | None = None,
+               colors: list[list[str]] | None = None, size: float = 1.3, suptitle: str | None = None):
+    """A grid of digits: one row per array in ``rows``, each (n, 28, 28)."""
+    n = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.3), squeeze=False)
+    for i, imgs in enumerate(rows):
+        for j in range(n):
+            ax = axes[i, j]
+            if j < len(imgs):
+                _digit(ax, imgs[j], titles[i][j] if titles else None, colors[i][j] if colors else "black")
+            else:
+                ax.axis("off")
+        if row_labels:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=10)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def prediction_grid(clean: np.ndarray, trojaned: np.ndarray, clean_pred, trojan_pred, y_true, target: int | None = None,
+                    suptitle: str | None = None):
+    """Clean digits above, the same digits trojaned below, each titled with the model's prediction.
+
+    Green: the prediction is the true label; red: it is the attacker's target.
+    """
+    def colour(pred, true):
+        if pred == true:
+            return "green"
+        return "red" if target is not None and pred == target else "darkorange"
+
+    titles = [[f"pred {p}" for p in clean_pred], [f"pred {p}" for p in trojan_pred]]
+    colors = [[colour(p, t) for p, t in zip(clean_pred, y_true)], [colour(p, t) for p, t in zip(trojan_pred, y_true)]]
+    return digit_grid([clean, trojaned], ["benign", "trojaned"], titles, colors, suptitle=suptitle)
+
+
+def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal: float = 0.985, asr_goal: float = 0.99,
+               split: str = "validation"):
+    """Clean accuracy and ASR against the poisoning rate (symlog x axis), with the two goal lines."""
+    import seaborn as sns
+
+    rates = np.asarray(rates, float) * 100
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    sns.lineplot(x=rates, y=np.asarray(clean_acc) * 100, marker="o", ax=ax, label=f"clean accuracy ({split})")
+    sns.lineplot(x=rates, y=np.asarray(asr) * 100, marker="s", ax=ax, label=f"attack success rate ({split})")
+    ax.axhline(accuracy_goal * 100, ls="--", color="C0", lw=1, label=f"accuracy goal {accuracy_goal:.1%}")
+    ax.axhline(asr_goal * 100, ls=":", color="C1", lw=1.5, label=f"ASR goal {asr_goal:.0%}")
+    if chosen is not None:
+        ax.axvline(chosen * 100, color="gray", lw=1, label=f"chosen rate {chosen:.2%}")
+    positive = rates[rates > 0]
+    ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 0.1, linscale=0.5)
+    ax.set_xlim(0, float(rates.max()) * 1.15)
+    ax.set_xlabel("poisoning rate (% of training images, symlog scale)")
+    ax.set_ylabel("%")
+    ax.legend(loc="lower right", fontsize=9)
+    ax.set_title("Too little poison and the backdoor does not take")
+    fig.tight_layout()
+    sns.reset_orig()
+    return fig
+
+
+def sweep_zoom_plot(rates, clean_acc, asr, accuracy_goal: float = 0.985, asr_goal: float = 0.99):
+    """The same sweep zoomed on the top of the scale, where the goals are decided."""
+    rates = np.asarray(rates, float) * 100
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, values, goal, name in ((axes[0], clean_acc, accuracy_goal, "clean accuracy"), (axes[1], asr, asr_goal, "attack success rate")):
+        ax.plot(rates, np.asarray(values) * 100, "o-")
+        ax.axhline(goal * 100, ls="--", color="gray")
+        positive = rates[rates > 0]
+        ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 0.1, linscale=0.5)
+        ax.set_xlim(0, float(rates.max()) * 1.15)
+        ax.set_ylim(goal * 100 - 1.5, 100.05)
+        ax.set_title(name)
+        ax.set_xlabel("poisoning rate (%)")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_heatmaps(matrices: list[np.ndarray], titles: list[str], xlabel: str = "predicted", ylabel: str = "true"):
+    """Confusion matrices side by side as heatmaps (counts annotated)."""
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.4))
+    for ax, m, title in zip(np.atleast_1d(axes), matrices, titles):
+        sns.heatmap(m, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 7},
+                    norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(int(m.max()), 2)), mask=m == 0, linewidths=0.3, linecolor="#eee")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_bars(clean_error, backdoor_error, labels=("clean error", "backdoor error")):
+    """Per-class clean and backdoor error as grouped bars (BadNets, Table 2)."""
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    idx = np.arange(10)
+    ax.bar(idx - 0.2, np.nan_to_num(clean_error) * 100, 0.4, label=labels[0])
+    ax.bar(idx + 0.2, np.nan_to_num(backdoor_error) * 100, 0.4, label=labels[1])
+    ax.set_xticks(idx)
+    ax.set_xlabel("true digit")
+    ax.set_ylabel("error (%)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def position_heatmap(asr_map: np.ndarray, trained_at: tuple[int, int], image: np.ndarray | None = None):
+    """ASR for every top-left position of the trigger, with the training position marked."""
+    fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(10 if image is not None else 5.5, 4.4), squeeze=False)
+    ax = axes[0, 0]
+    im = ax.imshow(asr_map * 100, cmap="magma", vmin=0, vmax=100)
+    ax.plot(trained_at[1], trained_at[0], "c*", ms=14, label="training position")
+    ax.set_xlabel("trigger column (top-left pixel)")
+    ax.set_ylabel("trigger row (top-left pixel)")
+    ax.set_title("attack success rate (%) by trigger position")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if image is not None:
+        _digit(axes[0, 1], image, "a trojaned digit, trigger at the training position")
+    fig.tight_layout()
+    return fig
+
+
+def filter_grid(kernels: list[np.ndarray], titles: list[str], highlight: list[list[int]] | None = None):
+    """First-layer kernels (5x5, one row per model), diverging colours centred on 0."""
+    n = kernels[0].shape[-1]
+    fig, axes = plt.subplots(len(kernels), n, figsize=(0.9 * n, 1.15 * len(kernels) + 0.4), squeeze=False)
+    for i, k in enumerate(kernels):
+        lim = float(np.abs(k).max())
+        for j in range(n):
+            ax = axes[i, j]
+            ax.imshow(k[:, :, j], cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(str(j), fontsize=8, color="red" if highlight and j in highlight[i] else "black")
+            if highlight and j in highlight[i]:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("red")
+                    spine.set_linewidth(2)
+        axes[i, 0].set_ylabel(titles[i], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def activation_grid(maps: list[np.ndarray], row_labels: list[str], box=None):
+    """Activation maps (one row per input, one column per filter); ``box`` = (row0, col0, h, w) outlines the trigger region."""
+    n = maps[0].shape[-1]
+    fig, axes = plt.subplots(len(maps), n, figsize=(1.0 * n, 1.1 * len(maps) + 0.4), squeeze=False)
+    vmax = max(float(m.max()) for m in maps) or 1.0
+    for i, m in enumerate(maps):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.imshow(m[:, :, j], cmap="viridis", vmin=0, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if box is not None:
+                r0, c0, h, w = box
+                ax.add_patch(matplotlib.patches.Rectangle((c0 - 0.5, r0 - 0.5), w, h, fill=False, ec="red", lw=0.8))
+            if i == 0:
+                ax.set_title(str(j), fontsize=8)
+        axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
+    fig.tight_layout()
+    return fig

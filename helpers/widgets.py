@@ -1,0 +1,103 @@
+"""ipywidgets controls for the lessons. Each one only wires sliders to helper functions.
+
+Every control returns a widget box whose output area is drawn once when it is
+created, so an executed notebook stores a picture of the initial state (which
+static HTML and the slides show) and a live kernel redraws on every move.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .metrics import predict
+from .plotting import digit_grid, prediction_grid
+from .triggers import TRIGGERS, get_trigger, stamp
+
+
+def _show(fig):
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
+
+
+def _controls_layout():
+    import ipywidgets as w
+
+    return w.Layout(width="320px")
+
+
+def trigger_explorer(x: np.ndarray, *, n: int = 6):
+    """Trigger type and (row, col) sliders; redraws ``n`` digits benign above and stamped below."""
+    import ipywidgets as w
+
+    x = x[:n]
+    kind = w.Dropdown(options=sorted(TRIGGERS, key=lambda k: k != "L"), value="L", description="trigger")
+    t0 = get_trigger("L")
+    row = w.IntSlider(t0.default_position[0], 0, t0.max_position()[0], description="row", continuous_update=True, layout=_controls_layout())
+    col = w.IntSlider(t0.default_position[1], 0, t0.max_position()[1], description="col", continuous_update=True, layout=_controls_layout())
+
+    def on_kind(change):
+        t = get_trigger(change["new"])
+        max_row, max_col = t.max_position()
+        with row.hold_trait_notifications(), col.hold_trait_notifications():
+            row.max, col.max = max_row, max_col
+            row.value, col.value = t.default_position
+
+    kind.observe(on_kind, names="value")
+
+    def draw(kind, row, col):
+        t = get_trigger(kind)
+        row, col = min(row, t.max_position()[0]), min(col, t.max_position()[1])
+        _show(digit_grid([x, stamp(x, t, (row, col))], ["benign", f"{kind} at ({row}, {col})"]))
+
+    out = w.interactive_output(draw, {"kind": kind, "row": row, "col": col})
+    return w.VBox([w.HBox([kind, row, col]), out])
+
+
+def rate_explorer(points, results, x: np.ndarray, y: np.ndarray, *, n: int = 6, start: float | None = None):
+    """A poisoning-rate slider over a finished sweep: that model's numbers and its predictions on ``n`` digits.
+
+    Everything comes from the sweep's models (already trained or loaded), so a
+    move costs two predictions on ``n`` images.
+    """
+    import ipywidgets as w
+
+    by_rate = {p.rate: p for p in points}
+    rates = sorted(by_rate)
+    recipe = results[rates[0]].recipe
+    keep = np.flatnonzero(y != recipe.target)[:n]
+    clean, labels = x[keep], y[keep]
+    trojaned = stamp(clean, recipe.trigger, recipe.position)
+    slider = w.SelectionSlider(options=[(f"{r:.2%}", r) for r in rates], value=start if start in by_rate else rates[len(rates) // 2],
+                               description="rate", continuous_update=False, layout=w.Layout(width="520px"))
+
+    def draw(rate):
+        p, model = by_rate[rate], results[rate].model
+        print(f"rate {rate:.2%}: {p.n_poisoned} poisoned images | test clean accuracy {p.test_clean_accuracy:.2%} | "
+              f"test ASR {p.test_asr:.2%} | validation {p.val_clean_accuracy:.2%} / {p.val_asr:.2%}")
+        _show(prediction_grid(clean, trojaned, predict(model, clean), predict(model, trojaned), labels, recipe.target))
+
+    return w.VBox([slider, w.interactive_output(draw, {"rate": slider})])
+
+
+def position_explorer(model, x: np.ndarray, y: np.ndarray, *, trigger="L", target: int = 0, n: int = 8):
+    """Row and column sliders that move the trigger at test time and show the model's predictions."""
+    import ipywidgets as w
+
+    t = get_trigger(trigger)
+    keep = np.flatnonzero(y != target)[:n]
+    clean, labels = x[keep], y[keep]
+    clean_pred = predict(model, clean)
+    max_row, max_col = t.max_position()
+    row = w.IntSlider(t.default_position[0], 0, max_row, description="row", layout=_controls_layout())
+    col = w.IntSlider(t.default_position[1], 0, max_col, description="col", layout=_controls_layout())
+
+    def draw(row, col):
+        stamped = stamp(clean, t, (row, col))
+        pred = predict(model, stamped)
+        print(f"trigger at ({row}, {col}): {int((pred == target).sum())} of {n} digits sent to {target}")
+        _show(prediction_grid(clean, stamped, clean_pred, pred, labels, target))
+
+    return w.VBox([w.HBox([row, col]), w.interactive_output(draw, {"row": row, "col": col})])
