@@ -39,6 +39,7 @@ slides: setup
 bench: setup
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_series.py
+	$(PY) benchmarks/bench_defences.py
 
 clean:
 	rm -rf .cache artifacts slides .pytest_cache .hypothesis

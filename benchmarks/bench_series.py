@@ -44,6 +44,11 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--out", default=str(HERE / "results" / "series.json"))
     args = p.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.bench_training import machine
+    from helpers.io import atomic_write_json
+
+    info = machine()
     runs = {"cold": [], "warm": []}
     for i in range(args.runs):
         with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as out:
@@ -51,12 +56,10 @@ def main() -> int:
                 r = one_run(cache, out)
                 runs[kind].append(r)
                 print(f"run {i + 1}/{args.runs} {kind}: {r['seconds']:.1f} s, peak {r['peak_rss_mib']:.0f} MiB", flush=True)
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("seconds", "peak_rss_mib")} for k, v in runs.items()}
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.bench_training import machine
-    from helpers.io import atomic_write_json
-
-    atomic_write_json(args.out, {"machine": machine(), "runs": args.runs, "median": med, "all_runs": runs, "date": time.strftime("%Y-%m-%d")})
+        # written after every run, so an interrupted benchmark still leaves its medians so far
+        med = {k: {m: statistics.median(r[m] for r in v) for m in ("seconds", "peak_rss_mib")} for k, v in runs.items()}
+        atomic_write_json(args.out, {"machine": info, "runs_done": i + 1, "runs_planned": args.runs, "median": med,
+                                     "all_runs": runs, "date": time.strftime("%Y-%m-%d")})
     print(f"median of {args.runs}: cold cache {med['cold']['seconds']:.1f} s (peak {med['cold']['peak_rss_mib']:.0f} MiB), "
           f"warm cache {med['warm']['seconds']:.1f} s (peak {med['warm']['peak_rss_mib']:.0f} MiB)")
     print(f"wrote {args.out}")

@@ -8,8 +8,15 @@ One module per concept, each introduced by the lesson that first needs it:
 - :mod:`helpers.metrics`     clean accuracy, attack success rate, per-class errors (lesson 01)
 - :mod:`helpers.triggers`    the L, pixel and pattern triggers, and stamping (lesson 02)
 - :mod:`helpers.poisoning`   poisoned training sets and trojaned test sets (lesson 02)
-- :mod:`helpers.attack`      the course's default attack, end to end (lesson 03)
+- :mod:`helpers.attack`      the course's default attack, end to end (lessons 01, 03)
 - :mod:`helpers.deliverables` exporting and loading the hand-in files (lesson 04)
+- :mod:`helpers.sweep`       the poisoning-rate sweep and the rule that picks a rate (lesson 03)
+- :mod:`helpers.analysis`    ASR by trigger position, first-layer filter scores (lessons 04, 05)
+- :mod:`helpers.plotting`    ``save_fig`` and the lessons' figures (every lesson)
+- :mod:`helpers.widgets`     the sliders (lessons 02, 03, 04, 07)
+- :mod:`helpers.variants`    all-to-all, trigger comparison, clean-label, fine-tuning (lesson 06)
+- :mod:`helpers.defences`    STRIP, activation clustering, spectral signatures, fine-pruning, Neural Cleanse (lesson 07)
+- :mod:`helpers.cache`       the on-disk cache for computed arrays (lessons 06, 07)
 
 Importing :mod:`helpers` itself is cheap: TensorFlow loads only when a module
 that needs it is used.

@@ -207,3 +207,80 @@ def activation_grid(maps: list[np.ndarray], row_labels: list[str], box=None):
         axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def entropy_histograms(clean_entropy, trojan_entropy, threshold: float | None = None, title: str = ""):
+    """STRIP: histograms of the mean prediction entropy of clean and trojaned inputs, with the threshold."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    bins = np.linspace(0, max(float(np.max(clean_entropy)), float(np.max(trojan_entropy)), 1e-3), 40)
+    ax.hist(clean_entropy, bins=bins, alpha=0.6, label="clean inputs")
+    ax.hist(trojan_entropy, bins=bins, alpha=0.6, label="trojaned inputs")
+    if threshold is not None:
+        ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("mean entropy of the superimposed predictions (nats)")
+    ax.set_ylabel("inputs")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_curves(x, series: dict[str, list[float]], xlabel: str, title: str = "", goal_lines: bool = True):
+    """Several percentage curves against one x axis (fine-tuning epochs, fraction pruned ...)."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for (label, values), marker in zip(series.items(), "osd^v<>"):
+        ax.plot(x, np.asarray(values) * 100, marker=marker, label=label)
+    if goal_lines:
+        ax.axhline(98.5, color="gray", ls="--", lw=0.8)
+        ax.axhline(99, color="gray", ls=":", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("%")
+    ax.set_ylim(-3, 103)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def mask_gallery(masks: np.ndarray, patterns: np.ndarray, norms, flagged=(), real: np.ndarray | None = None):
+    """Neural Cleanse: each class's recovered mask and masked pattern, the flagged class(es) in red."""
+    n = len(masks)
+    extra = 1 if real is not None else 0
+    fig, axes = plt.subplots(2, n + extra, figsize=(1.25 * (n + extra), 3.0), squeeze=False)
+    for c in range(n):
+        for r, img in enumerate((masks[c], masks[c] * patterns[c])):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, c].set_title(f"{c}: |m|={norms[c]:.0f}", fontsize=8, color="red" if c in flagged else "black")
+    axes[0, 0].set_ylabel("mask", fontsize=8)
+    axes[1, 0].set_ylabel("mask x pattern", fontsize=8)
+    if real is not None:
+        for r in range(2):
+            axes[r, n].imshow(real, cmap="gray", vmin=0, vmax=255)
+            axes[r, n].set_xticks([])
+            axes[r, n].set_yticks([])
+        axes[0, n].set_title("real trigger", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def trigger_comparison_plot(rows):
+    """ASR and clean accuracy against the poisoning rate, one line per trigger."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for trig in dict.fromkeys(r.trigger for r in rows):
+        mine = sorted((r for r in rows if r.trigger == trig), key=lambda r: r.rate)
+        rates = [r.rate * 100 for r in mine]
+        axes[0].plot(rates, [r.test_asr * 100 for r in mine], marker="o", label=trig)
+        axes[1].plot(rates, [r.test_clean_accuracy * 100 for r in mine], marker="o", label=trig)
+    axes[0].axhline(99, color="gray", ls=":", lw=1)
+    axes[1].axhline(98.5, color="gray", ls="--", lw=1)
+    for ax, title in zip(axes, ("attack success rate (test)", "clean accuracy (test)")):
+        ax.set_xscale("log")
+        ax.set_xlabel("poisoning rate (%)")
+        ax.set_title(title)
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(97, 100)
+    fig.tight_layout()
+    return fig

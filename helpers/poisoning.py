@@ -85,7 +85,7 @@ def poison(
     position=None,
     target: int = 0,
     mode: str = "all-to-one",
-    alpha: float = 1.0,
+    alpha: float | None = None,
     seed: int = 0,
 ) -> PoisonedSet:
     """Stamp ``trigger`` on ``round(rate * len(x))`` random images and relabel them.
@@ -103,7 +103,8 @@ def poison(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     trigger = get_trigger(trigger)
     check_position(trigger.default_position if position is None else position, trigger.shape, x.shape[1:])
-    check_alpha(alpha)
+    if alpha is not None:
+        check_alpha(alpha)
     k = n_poisoned(len(x), rate)
     rng = np.random.default_rng(seed)
     indices = np.sort(rng.choice(len(x), size=k, replace=False)).astype(np.int64)
@@ -123,7 +124,7 @@ def trojan_test_set(
     position=None,
     target: int = 0,
     mode: str = "all-to-one",
-    alpha: float = 1.0,
+    alpha: float | None = None,
 ) -> TrojanedSet:
     """Stamp the trigger on the test images that measure the attack (see the module docstring)."""
     x = check_images(x, "x")

@@ -118,21 +118,18 @@ def _progress_callback(total: int, desc: str):
     return Progress()
 
 
-def train(x: np.ndarray, y: np.ndarray, config: TrainConfig = TrainConfig(), *, model=None, progress: bool = True, desc: str = "training"):
-    """Train the BadNets CNN on uint8 images ``x`` with labels ``y``; return the model.
+def train(x: np.ndarray, y: np.ndarray, config: TrainConfig = TrainConfig(), *, progress: bool = True, desc: str = "training"):
+    """Train a fresh BadNets CNN on uint8 images ``x`` with labels ``y``; return the model.
 
-    Pass ``model`` to continue training an existing model (fine-tuning);
-    otherwise a fresh one is built after seeding, so the same inputs give the
-    same weights.
+    The model is built after seeding, so the same inputs give the same
+    weights. To continue training an existing model, use :func:`fine_tune`.
     """
     import keras
-    import tensorflow as tf
 
     x = check_images(x, "x")
     y = check_labels(y, len(x), "y")
     make_deterministic(config.seed)
-    if model is None:
-        model = build_badnets()
+    model = build_badnets()
     order = training_order(len(x), config)
     steps = config.steps(len(x))
     model.compile(
@@ -140,18 +137,48 @@ def train(x: np.ndarray, y: np.ndarray, config: TrainConfig = TrainConfig(), *, 
         loss="sparse_categorical_crossentropy",
         steps_per_execution=10,
     )
-    # The images stay uint8 in memory (4x smaller than float32); each batch is
-    # gathered and scaled to [0, 1] on the fly, exactly as to_model_input does.
+    callbacks = [_progress_callback(steps, desc)] if progress else []
+    model.fit(batches(x, y, order, config.batch_size), epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
+    return model
+
+
+def batches(x: np.ndarray, y: np.ndarray, order: np.ndarray, batch_size: int):
+    """A tf.data pipeline of ``(images, labels)`` batches visiting ``x`` in ``order``.
+
+    The images stay uint8 in memory (4x smaller than float32); each batch is
+    gathered and scaled to [0, 1] on the fly, exactly as ``to_model_input`` does.
+    """
+    import tensorflow as tf
+
     images = tf.constant(x[..., None])
     labels = tf.constant(y.astype(np.int32))
 
     def batch(idx):
         return tf.cast(tf.gather(images, idx), tf.float32) / 255.0, tf.gather(labels, idx)
 
-    batches = tf.data.Dataset.from_tensor_slices(order).batch(config.batch_size).map(batch).prefetch(2)
-    callbacks = [_progress_callback(steps, desc)] if progress else []
-    model.fit(batches, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)  # order is set above
-    return model
+    return tf.data.Dataset.from_tensor_slices(order.astype(np.int32)).batch(batch_size).map(batch).prefetch(2)
+
+
+def fine_tune(model, x: np.ndarray, y: np.ndarray, *, epochs: int = 2, learning_rate: float = 1e-3, batch_size: int = 128,
+              seed: int = 0, on_epoch=None):
+    """Fine-tune a *copy* of ``model`` on ``(x, y)`` with Adam at a constant learning rate; return the copy.
+
+    ``on_epoch(epoch, model)`` is called after every epoch (for curves).
+    """
+    import keras
+
+    x = check_images(x, "x")
+    y = check_labels(y, len(x), "y")
+    make_deterministic(seed)
+    tuned = keras.models.clone_model(model)
+    tuned.set_weights(model.get_weights())
+    tuned.compile(optimizer=keras.optimizers.Adam(check_positive(learning_rate, "learning_rate")), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(seed)
+    for epoch in range(1, check_int(epochs, "epochs", 1) + 1):
+        tuned.fit(batches(x, y, rng.permutation(len(x)), batch_size), epochs=1, shuffle=False, verbose=0)
+        if on_epoch is not None:
+            on_epoch(epoch, tuned)
+    return tuned
 
 
 # ---------------------------------------------------------------- the cache

@@ -35,15 +35,24 @@ from ._checks import check_images, check_position, check_rate
 IMAGE_SHAPE = (28, 28)
 
 
+def check_alpha(alpha) -> float:
+    """Validate a blending factor in (0, 1]."""
+    alpha = check_rate(alpha, "alpha")
+    if alpha == 0.0:
+        raise ValueError("alpha must be in (0, 1]; alpha = 0 would stamp nothing")
+    return alpha
+
+
 @dataclass(frozen=True, eq=False)
 class Trigger:
-    """A trigger: which pixels it sets (``mask``), to what (``pattern``), and where by default."""
+    """A trigger: which pixels it sets (``mask``), to what (``pattern``), where, and how opaque (``alpha``)."""
 
     name: str
     mask: np.ndarray
     pattern: np.ndarray
     default_position: tuple[int, int] = (0, 0)
     description: str = field(default="", compare=False)
+    alpha: float = 1.0  #: 1 pastes the pattern (BadNets); < 1 blends it in (Chen et al. 2017)
 
     def __post_init__(self):
         mask = np.asarray(self.mask)
@@ -67,6 +76,7 @@ class Trigger:
         object.__setattr__(self, "pattern", pattern)
         check_position(self.default_position, mask.shape, IMAGE_SHAPE, name="default_position")
         object.__setattr__(self, "default_position", tuple(int(v) for v in self.default_position))
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -99,10 +109,12 @@ class Trigger:
             "mask": self.mask.astype(int).tolist(),
             "pattern": self.pattern.astype(int).tolist(),
             "default_position": list(self.default_position),
+            "alpha": self.alpha,
         }
 
     def __repr__(self) -> str:
-        return f"Trigger({self.name!r}, shape={self.shape}, pixels={self.n_pixels}, default_position={self.default_position})"
+        blend = "" if self.alpha == 1.0 else f", alpha={self.alpha}"
+        return f"Trigger({self.name!r}, shape={self.shape}, pixels={self.n_pixels}, default_position={self.default_position}{blend})"
 
 
 def trigger_from_mask(mask, *, name: str = "custom", pattern=None, value: int = 255, default_position=(0, 0)) -> Trigger:
@@ -136,7 +148,17 @@ def pattern_trigger() -> Trigger:
     return Trigger("pattern", mask, np.where(mask, 255, 0).astype(np.uint8), (24, 24), "3x3 X of white pixels")
 
 
-TRIGGERS = {"L": l_trigger, "pixel": pixel_trigger, "pattern": pattern_trigger}
+def blend_trigger(seed: int = 0, alpha: float = 0.2) -> Trigger:
+    """Chen et al.'s (2017) blended trigger: a fixed random-noise image over the whole digit, at opacity ``alpha``.
+
+    Every pixel changes a little instead of a few pixels changing a lot, so the
+    trigger is hard to see, but the model can still learn the noise pattern.
+    """
+    pattern = np.random.default_rng(seed).integers(0, 256, size=IMAGE_SHAPE, dtype=np.uint8)
+    return Trigger("blend", np.ones(IMAGE_SHAPE, bool), pattern, (0, 0), f"random noise blended at alpha={alpha}", alpha)
+
+
+TRIGGERS = {"L": l_trigger, "pixel": pixel_trigger, "pattern": pattern_trigger, "blend": blend_trigger}
 
 
 def get_trigger(name_or_trigger) -> Trigger:
@@ -148,26 +170,19 @@ def get_trigger(name_or_trigger) -> Trigger:
     raise ValueError(f"trigger must be a Trigger or one of {sorted(TRIGGERS)}, got {name_or_trigger!r}")
 
 
-def check_alpha(alpha) -> float:
-    """Validate a blending factor in (0, 1]."""
-    alpha = check_rate(alpha, "alpha")
-    if alpha == 0.0:
-        raise ValueError("alpha must be in (0, 1]; alpha = 0 would stamp nothing")
-    return alpha
-
-
-def stamp(x: np.ndarray, trigger, position=None, *, alpha: float = 1.0) -> np.ndarray:
+def stamp(x: np.ndarray, trigger, position=None, *, alpha: float | None = None) -> np.ndarray:
     """Return a copy of ``x`` with ``trigger`` stamped on every image.
 
     ``x`` is one image ``(H, W)`` or a batch ``(N, H, W)``, uint8 in 0..255 or
     float in [0, 1]; the result has the same shape, dtype and range, and ``x``
     itself is never modified. ``position`` is the (row, col) of the trigger's
-    top-left pixel (default: the trigger's own). ``alpha`` in (0, 1] blends.
+    top-left pixel (default: the trigger's own). ``alpha`` in (0, 1] blends
+    (default: the trigger's own, 1 for the BadNets triggers).
     The work is one vectorised operation on the trigger's window of the batch.
     """
     trigger = get_trigger(trigger)
     x = check_images(x, "x", allow_float=True, allow_single=True)
-    alpha = check_alpha(alpha)
+    alpha = trigger.alpha if alpha is None else check_alpha(alpha)
     position = trigger.default_position if position is None else position
     row, col = check_position(position, trigger.shape, x.shape[-2:])
     h, w = trigger.shape

@@ -101,3 +101,22 @@ def position_explorer(model, x: np.ndarray, y: np.ndarray, *, trigger="L", targe
         _show(prediction_grid(clean, stamped, clean_pred, pred, labels, target))
 
     return w.VBox([w.HBox([row, col]), w.interactive_output(draw, {"row": row, "col": col})])
+
+
+def strip_explorer(result):
+    """A threshold slider over a finished STRIP run: the histograms, and the FRR/FAR it gives."""
+    import ipywidgets as w
+
+    from .defences import strip_rates
+    from .plotting import entropy_histograms
+
+    hi = float(max(result.clean_entropy.max(), result.trojan_entropy.max()))
+    slider = w.FloatSlider(value=round(result.threshold, 3), min=0.0, max=round(hi, 3), step=0.005, readout_format=".3f",
+                           description="threshold", continuous_update=False, layout=w.Layout(width="520px"))
+
+    def draw(threshold):
+        frr, far = strip_rates(result.clean_entropy, result.trojan_entropy, threshold)
+        print(f"threshold {threshold:.3f}: false rejections {frr:.1%} of clean inputs, false acceptances {far:.1%} of trojaned inputs")
+        _show(entropy_histograms(result.clean_entropy, result.trojan_entropy, threshold))
+
+    return w.VBox([slider, w.interactive_output(draw, {"threshold": slider})])

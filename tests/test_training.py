@@ -123,3 +123,27 @@ def test_bad_training_data_is_rejected_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="y has 19 labels"):
         train_cached(x, y[:19], TINY, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_array_cache_hit_miss_and_corruption(tmp_path):
+    from helpers.cache import cached_arrays
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.arange(5)}
+
+    first, _, hit = cached_arrays("demo", {"p": 1}, compute, tmp_path)
+    assert not hit and first["a"].tolist() == [0, 1, 2, 3, 4]
+    again, _, hit = cached_arrays("demo", {"p": 1}, compute, tmp_path)
+    assert hit and len(calls) == 1
+    cached_arrays("demo", {"p": 2}, compute, tmp_path)
+    assert len(calls) == 2  # another payload, another entry
+    from helpers.cache import key_of
+
+    npz = tmp_path / f"demo-{key_of({'name': 'demo', 'p': 1})[:24]}.npz"
+    npz.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="unusable"):
+        back, _, hit = cached_arrays("demo", {"p": 1}, compute, tmp_path)
+    assert not hit and back["a"].tolist() == [0, 1, 2, 3, 4] and len(calls) == 3

@@ -11,6 +11,7 @@ from helpers.triggers import TRIGGERS, Trigger, get_trigger, l_trigger, stamp, t
 from tests.conftest import synthetic
 
 TRIGGER_NAMES = sorted(TRIGGERS)
+PASTED = ["L", "pattern", "pixel"]  # the BadNets triggers (alpha = 1)
 
 
 def test_the_course_l_pixel_by_pixel():
@@ -21,7 +22,7 @@ def test_the_course_l_pixel_by_pixel():
 
 
 def test_builtin_triggers_fit_at_their_default_positions():
-    for name in TRIGGER_NAMES:
+    for name in PASTED:
         t = get_trigger(name)
         mask, pattern = t.canvas()
         assert mask.sum() == t.n_pixels and (pattern[mask] == 255).all()
@@ -52,6 +53,18 @@ def test_alpha_blends_towards_the_pattern():
     out = stamp(x, "L", alpha=0.25)
     assert out[0, 4, 24] == round(0.75 * 100 + 0.25 * 255)
     assert out[0, 2, 25] == 100  # outside the mask
+
+
+def test_blended_trigger_changes_every_pixel_a_little():
+    t = get_trigger("blend")
+    assert t.alpha == 0.2 and t.shape == (28, 28)
+    x = np.zeros((2, 28, 28), np.uint8)
+    out = stamp(x, t)
+    np.testing.assert_array_equal(out[0], np.rint(0.2 * t.pattern.astype(float)).astype(np.uint8))
+    assert out.max() <= 51
+    np.testing.assert_array_equal(stamp(x, t, alpha=1.0)[1], t.pattern)
+    with pytest.raises(ValueError, match="off the 28x28 image"):
+        stamp(x, t, (0, 1))
 
 
 def test_custom_mask_trigger():
@@ -114,7 +127,7 @@ def test_stamping_is_idempotent_and_touches_only_the_trigger(position, seed, n):
     assert (once[:, mask] == pattern[mask]).all()
 
 
-@given(name=st.sampled_from(TRIGGER_NAMES), row=st.integers(-3, 30), col=st.integers(-3, 30))
+@given(name=st.sampled_from(PASTED), row=st.integers(-3, 30), col=st.integers(-3, 30))
 def test_every_position_is_either_stamped_or_rejected(name, row, col):
     t = get_trigger(name)
     max_row, max_col = t.max_position()

@@ -1,0 +1,211 @@
+"""Attack variants (lesson 6): other triggers, all-to-all, clean-label, and fine-tuning.
+
+* :func:`trigger_comparison` trains the default recipe with each trigger at a
+  few rates, and :func:`poison_needed` reads off how many poisoned images each
+  trigger needs to reach 99 % ASR (on validation).
+* :func:`clean_label_attack` is Turner et al.'s (2019) clean-label backdoor:
+  only images of the target class are poisoned and their labels stay true, so
+  a human reviewer sees nothing wrong. To make the model rely on the trigger,
+  each image is first pushed away from its class with a projected-gradient
+  (PGD, L-infinity) perturbation against a robust clean model
+  (:func:`adversarially_train`, :func:`pgd_linf`), then stamped.
+  ``perturb=False`` gives the naive baseline (trigger only).
+* :func:`fine_tune_curve` fine-tunes a trojaned model on clean data and
+  measures clean accuracy and ASR after every epoch: does the backdoor survive
+  the victim's own training?
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ._checks import check_images, check_int, check_labels, check_positive, check_rate
+from .attack import ASR_GOAL, DEFAULT_RECIPE, AttackRecipe, poisoned_training_set, run_attack, trojaned_for
+from .cache import cached_arrays
+from .io import sha256_array
+from .metrics import attack_success_rate, clean_accuracy
+from .training import fine_tune, make_deterministic, train_cached
+from .triggers import stamp
+
+TRIGGER_RATES = (0.005, 0.01, 0.02, 0.05, 0.1)
+COMPARED_TRIGGERS = ("pixel", "pattern", "L", "blend")
+
+
+@dataclass(frozen=True)
+class TriggerRow:
+    trigger: str
+    rate: float
+    n_poisoned: int
+    val_asr: float
+    test_clean_accuracy: float
+    test_asr: float
+
+
+def trigger_comparison(triggers=COMPARED_TRIGGERS, rates=TRIGGER_RATES, recipe: AttackRecipe = DEFAULT_RECIPE, *,
+                       data=None, cache_dir=None, progress: bool = True) -> list[TriggerRow]:
+    """One model per (trigger, rate), each at the trigger's own default position."""
+    from tqdm.auto import tqdm
+
+    grid = [(t, r) for t in triggers for r in sorted(rates)]
+    rows = []
+    for t, r in tqdm(grid, desc="trigger x rate", unit="model", disable=not progress, leave=False):
+        res = run_attack(replace(recipe, trigger=t, position=None, rate=r), data=data, cache_dir=cache_dir, progress=False)
+        rows.append(TriggerRow(t, r, len(res.poisoned.indices), res.val_asr, res.test.clean_accuracy, res.test.attack_success_rate))
+    return rows
+
+
+def poison_needed(rows: list[TriggerRow], goal: float = ASR_GOAL) -> dict[str, TriggerRow | None]:
+    """Per trigger, the smallest-rate row whose validation ASR reaches ``goal`` (None if no rate does)."""
+    out: dict[str, TriggerRow | None] = {}
+    for row in sorted(rows, key=lambda r: r.rate):
+        out.setdefault(row.trigger, None)
+        if out[row.trigger] is None and row.val_asr >= goal:
+            out[row.trigger] = row
+    return out
+
+
+def pgd_linf(model, x: np.ndarray, y: np.ndarray, *, eps: float = 0.3, step: float = 0.05, steps: int = 10,
+             batch_size: int = 500) -> np.ndarray:
+    """Untargeted L-infinity PGD: push each image away from its label ``y``.
+
+    ``x`` holds float images in [0, 1], shape (N, 28, 28). Each step moves
+    ``step`` along the sign of the loss gradient and projects back into the
+    ``eps``-ball around the original and into [0, 1]. No random start, so the
+    result is deterministic.
+    """
+    import tensorflow as tf
+
+    x = check_images(x, "x", allow_float=True)
+    if x.dtype == np.uint8:
+        raise TypeError("x must be float images in [0, 1] for PGD; convert with x.astype('float32') / 255")
+    y = check_labels(y, len(x), "y")
+    eps, step = check_rate(eps, "eps"), check_positive(step, "step")
+    steps = check_int(steps, "steps", 1)
+    loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
+    out = []
+    for i in range(0, len(x), batch_size):
+        x0 = tf.constant(x[i : i + batch_size, ..., None], tf.float32)
+        yb = tf.constant(y[i : i + batch_size].astype(np.int32))
+        adv = tf.identity(x0)
+        for _ in range(steps):
+            with tf.GradientTape() as tape:
+                tape.watch(adv)
+                loss = loss_fn(yb, model(adv, training=False))
+            grad = tape.gradient(loss, adv)
+            adv = adv + step * tf.sign(grad)
+            adv = tf.clip_by_value(tf.clip_by_value(adv, x0 - eps, x0 + eps), 0.0, 1.0)
+        out.append(adv.numpy()[..., 0])
+    return np.concatenate(out).astype(np.float32)
+
+
+@dataclass
+class CleanLabelResult:
+    """A clean-label attack and its measurements."""
+
+    perturbed: bool
+    indices: np.ndarray  #: poisoned training images (all of the target class)
+    x_original: np.ndarray
+    x_poisoned: np.ndarray
+    test_clean_accuracy: float
+    test_asr: float
+    pgd_seconds: float
+
+
+def clean_label_attack(*, n_poison: int = 2750, perturb: bool = True, eps: float = 0.3, steps: int = 10,
+                       recipe: AttackRecipe = DEFAULT_RECIPE, data=None, cache_dir=None, seed: int = 0) -> CleanLabelResult:
+    """Turner et al.'s clean-label backdoor with ``n_poison`` target-class images (labels untouched)."""
+    base, (x_val, y_val), (x_test, y_test) = poisoned_training_set(replace(recipe, rate=0.0), data)
+    x_tr, y_tr = base.x, base.y
+    candidates = np.flatnonzero(y_tr == recipe.target)
+    n_poison = check_int(n_poison, "n_poison", 1, len(candidates))
+    idx = np.sort(np.random.default_rng(seed).choice(candidates, n_poison, replace=False))
+    x_src = x_tr[idx]
+    seconds = 0.0
+    if perturb:
+        payload = {"train_x": sha256_array(x_tr), "train_y": sha256_array(y_tr), "x": sha256_array(x_src), "eps": eps,
+                   "steps": steps, "step": eps / 4, "robust_model": "fast-fgsm, 1.5 epochs, seed 0"}
+
+        def compute():
+            robust = adversarially_train(x_tr, y_tr, eps=eps)
+            adv = pgd_linf(robust, x_src.astype(np.float32) / 255, y_tr[idx], eps=eps, step=eps / 4, steps=steps)
+            return {"x": np.clip(np.rint(adv * 255), 0, 255).astype(np.uint8)}
+
+        arrays, seconds, _ = cached_arrays("clean-label-pgd", payload, compute, cache_dir)
+        x_src = arrays["x"]
+    x_new = x_tr.copy()
+    x_new[idx] = stamp(x_src, recipe.trigger, recipe.position)
+    describe = {**recipe.describe(), "rate": 0.0, "attack": "clean-label", "n_poison": n_poison, "perturb": perturb,
+                "eps": eps if perturb else 0.0, "steps": steps if perturb else 0, "seed": seed}
+    trained = train_cached(x_new, y_tr, recipe.train, describe=describe, cache_dir=cache_dir, progress=False)
+    trojaned = trojaned_for(recipe, x_test, y_test)
+    return CleanLabelResult(perturb, idx, x_tr[idx], x_new[idx], clean_accuracy(trained.model, x_test, y_test),
+                            attack_success_rate(trained.model, trojaned), seconds)
+
+
+def fine_tune_curve(model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, trojaned, *,
+                    epochs: int = 5, learning_rate: float = 1e-3, batch_size: int = 128, seed: int = 0):
+    """Fine-tune a copy of ``model`` on clean ``(x, y)``; return ``(curve, tuned)``, the curve holding
+    (epoch, clean accuracy, ASR) for epoch 0 (before) and after every epoch."""
+    curve = [(0, clean_accuracy(model, x_test, y_test), attack_success_rate(model, trojaned))]
+
+    def record(epoch, tuned):
+        curve.append((epoch, clean_accuracy(tuned, x_test, y_test), attack_success_rate(tuned, trojaned)))
+
+    tuned = fine_tune(model, x, y, epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, seed=seed, on_epoch=record)
+    return curve, tuned
+
+
+def all_to_all(rate: float = 0.1, recipe: AttackRecipe = DEFAULT_RECIPE, *, data=None, cache_dir=None):
+    """The all-to-all BadNet (label i -> i + 1 mod 10) at ``rate``: an :class:`~helpers.attack.AttackResult`."""
+    return run_attack(replace(recipe, mode="all-to-all", rate=rate), data=data, cache_dir=cache_dir, progress=False)
+
+
+
+
+def adversarially_train(x: np.ndarray, y: np.ndarray, *, eps: float = 0.3, epochs: float = 1.5, batch_size: int = 128,
+                        learning_rate: float = 2e-3, seed: int = 0):
+    """A robust clean model by "fast" adversarial training (Wong et al. 2020): FGSM from a random start.
+
+    Each batch is replaced by its worst case within the L-infinity ``eps``-ball
+    found by one signed-gradient step of size ``1.25 * eps`` from a random point.
+    Turner et al. craft their clean-label perturbations against such a robust
+    model: its adversarial examples change what the digit looks like, not just
+    invisible texture, so a victim cannot learn them as a shortcut.
+    """
+    import keras
+    import tensorflow as tf
+
+    from .model import build_badnets
+    from .training import TrainConfig, one_cycle_schedule, training_order
+
+    x = check_images(x, "x")
+    y = check_labels(y, len(x), "y")
+    make_deterministic(seed)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+    model = build_badnets()
+    opt = keras.optimizers.Adam(one_cycle_schedule(cfg.steps(len(x)), cfg))
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    images, labels = tf.constant(x[..., None]), tf.constant(y.astype(np.int32))
+    gen = tf.random.Generator.from_seed(seed)
+
+    @tf.function
+    def step(idx):
+        xb = tf.cast(tf.gather(images, idx), tf.float32) / 255.0
+        yb = tf.gather(labels, idx)
+        delta = gen.uniform(tf.shape(xb), -eps, eps)
+        with tf.GradientTape() as tape:
+            tape.watch(delta)
+            loss = loss_fn(yb, model(tf.clip_by_value(xb + delta, 0.0, 1.0), training=True))
+        delta = tf.clip_by_value(delta + 1.25 * eps * tf.sign(tape.gradient(loss, delta)), -eps, eps)
+        x_adv = tf.stop_gradient(tf.clip_by_value(xb + delta, 0.0, 1.0))
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(x_adv, training=True))
+        opt.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss
+
+    order = training_order(len(x), cfg)
+    for i in range(0, len(order), batch_size):
+        step(tf.constant(order[i : i + batch_size]))
+    return model
