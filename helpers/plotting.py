@@ -78,6 +78,17 @@ def prediction_grid(clean: np.ndarray, trojaned: np.ndarray, clean_pred, trojan_
     return digit_grid([clean, trojaned], ["benign", "trojaned"], titles, colors, suptitle=suptitle)
 
 
+def _rate_axis(ax, rates: np.ndarray) -> None:
+    """A symlog x axis for rates in %, linear below the smallest positive rate, ticked at decades and 0."""
+    positive = rates[rates > 0]
+    lin = float(positive.min()) if positive.size else 0.1
+    ax.set_xscale("symlog", linthresh=lin, linscale=0.5)
+    ax.set_xlim(0, float(rates.max()) * 1.15)
+    ticks = [0.0] + [t for t in (0.01, 0.1, 1.0, 10.0, 100.0) if lin <= t <= rates.max() * 1.15]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
 def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal: float = 0.985, asr_goal: float = 0.99,
                split: str = "validation"):
     """Clean accuracy and ASR against the poisoning rate (symlog x axis), with the two goal lines."""
@@ -92,9 +103,7 @@ def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal
     ax.axhline(asr_goal * 100, ls=":", color="C1", lw=1.5, label=f"ASR goal {asr_goal:.0%}")
     if chosen is not None:
         ax.axvline(chosen * 100, color="gray", lw=1, label=f"chosen rate {chosen:.2%}")
-    positive = rates[rates > 0]
-    ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 0.1, linscale=0.5)
-    ax.set_xlim(0, float(rates.max()) * 1.15)
+    _rate_axis(ax, rates)
     ax.set_xlabel("poisoning rate (% of training images, symlog scale)")
     ax.set_ylabel("%")
     ax.legend(loc="lower right", fontsize=9)
@@ -111,9 +120,7 @@ def sweep_zoom_plot(rates, clean_acc, asr, accuracy_goal: float = 0.985, asr_goa
     for ax, values, goal, name in ((axes[0], clean_acc, accuracy_goal, "clean accuracy"), (axes[1], asr, asr_goal, "attack success rate")):
         ax.plot(rates, np.asarray(values) * 100, "o-")
         ax.axhline(goal * 100, ls="--", color="gray")
-        positive = rates[rates > 0]
-        ax.set_xscale("symlog", linthresh=float(positive.min()) if positive.size else 0.1, linscale=0.5)
-        ax.set_xlim(0, float(rates.max()) * 1.15)
+        _rate_axis(ax, rates)
         ax.set_ylim(goal * 100 - 1.5, 100.05)
         ax.set_title(name)
         ax.set_xlabel("poisoning rate (%)")
