@@ -135,32 +135,37 @@ def two_means(z: np.ndarray, iterations: int = 50) -> np.ndarray:
     return labels
 
 
-def activation_clustering(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.ndarray, *, n_components: int = 10,
-                          size_threshold: float = 0.35, acts: np.ndarray | None = None) -> Detection:
-    """Chen et al.: per label, PCA of the fc1 activations to ``n_components``, 2-means, and flag the
-    smaller cluster when it holds less than ``size_threshold`` of the label's images."""
+def _detect_per_label(model, x, y, is_poisoned, acts, flag_label) -> Detection:
+    """Run ``flag_label(acts of one label) -> bool mask`` on every label's fc1 activations and score the flags."""
     x = check_images(x, "x")
     y = check_labels(y, len(x), "y")
-    size_threshold = check_rate(size_threshold, "size_threshold")
     start = time.perf_counter()
     acts = representations(model, x) if acts is None else acts
     flagged = np.zeros(len(x), bool)
     for c in range(NUM_CLASSES):
         idx = np.flatnonzero(y == c)
-        if len(idx) < 2:
-            continue
-        labels = two_means(_pca(acts[idx], n_components))
-        small = int(np.argmin(np.bincount(labels, minlength=2)))
-        if (labels == small).mean() < size_threshold:
-            flagged[idx[labels == small]] = True
+        if len(idx) >= 2:
+            flagged[idx[flag_label(acts[idx])]] = True
     return _score(flagged, is_poisoned, time.perf_counter() - start)
+
+
+def activation_clustering(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.ndarray, *, n_components: int = 10,
+                          size_threshold: float = 0.35, acts: np.ndarray | None = None) -> Detection:
+    """Chen et al.: per label, PCA of the fc1 activations to ``n_components``, 2-means, and flag the
+    smaller cluster when it holds less than ``size_threshold`` of the label's images."""
+    size_threshold = check_rate(size_threshold, "size_threshold")
+
+    def flag(a):
+        labels = two_means(_pca(a, n_components))
+        small = labels == int(np.argmin(np.bincount(labels, minlength=2)))
+        return small if small.mean() < size_threshold else np.zeros(len(a), bool)
+
+    return _detect_per_label(model, x, y, is_poisoned, acts, flag)
 
 
 def spectral_scores(acts: np.ndarray) -> np.ndarray:
     """Tran et al.'s outlier score: squared projection on the top singular vector of the centred representations."""
-    centred = acts - acts.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return (centred @ vt[0]) ** 2
+    return _pca(acts, 1)[:, 0] ** 2
 
 
 def spectral_signatures(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.ndarray, *, eps: float = 0.35,
@@ -169,18 +174,14 @@ def spectral_signatures(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.nda
 
     ``eps`` is the defender's upper bound on the fraction of a label's images that are poisoned.
     """
-    x = check_images(x, "x")
-    y = check_labels(y, len(x), "y")
     eps = check_rate(eps, "eps")
-    start = time.perf_counter()
-    acts = representations(model, x) if acts is None else acts
-    flagged = np.zeros(len(x), bool)
-    for c in range(NUM_CLASSES):
-        idx = np.flatnonzero(y == c)
-        k = min(len(idx), int(round(1.5 * eps * len(idx))))
-        if k:
-            flagged[idx[np.argsort(spectral_scores(acts[idx]))[::-1][:k]]] = True
-    return _score(flagged, is_poisoned, time.perf_counter() - start)
+
+    def flag(a):
+        out = np.zeros(len(a), bool)
+        out[np.argsort(spectral_scores(a))[::-1][: min(len(a), int(round(1.5 * eps * len(a))))]] = True
+        return out
+
+    return _detect_per_label(model, x, y, is_poisoned, acts, flag)
 
 
 # ------------------------------------------------------------ fine-pruning
