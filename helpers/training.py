@@ -5,30 +5,29 @@ the training: Adam with a one-cycle learning rate (linear warm-up, cosine decay
 to zero), batch 128, 1.5 passes over the data. It reaches >= 98.5 % clean
 accuracy in a few seconds on two CPU cores.
 
-Every trained model is cached under a key hashed from everything that
-determines it: the exact training arrays (which covers the data, the trigger
-and the poisoning), the training configuration, the architecture and the
-helpers version, plus any description the caller adds. Cache files are written
-atomically, verified against a SHA-256 sidecar on load, loaded with Keras'
-``safe_mode=True`` (no arbitrary code from a model file), and retrained when
-missing or corrupt.
+Every trained model is cached (see :mod:`helpers.cache`) under a key hashed
+from everything that determines it: the exact training arrays (which covers the
+data, the trigger and the poisoning), the training configuration, the
+architecture, any description the caller adds, the source code of this module
+and of :mod:`helpers.model`, and the helpers, NumPy, TensorFlow and Keras
+versions. Cache files are written atomically and durably, verified against the
+SHA-256 in their sidecar on load, loaded with Keras' ``safe_mode=True`` (no
+arbitrary code from a model file), and retrained when missing or corrupt.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from ._checks import check_images, check_int, check_labels, check_positive, check_rate
-from .io import atomic_path, atomic_write_json, sha256_array, sha256_file
+from .cache import MODEL, EntryKey, entry_key, load_keras, load_or_compute, verify_file
+from .cache import default_cache_dir  # noqa: F401  (re-exported: it used to live here)
+from .io import sha256_array
 from .model import ARCHITECTURE, build_badnets
 
 
@@ -43,11 +42,16 @@ class TrainConfig:
     seed: int = 0  #: seeds weights, data order and every random op
 
     def __post_init__(self):
-        check_positive(self.epochs, "epochs")
-        check_int(self.batch_size, "batch_size", 1)
-        check_positive(self.learning_rate, "learning_rate")
-        check_rate(self.warmup, "warmup")
-        check_int(self.seed, "seed", 0)
+        # Store plain Python numbers: numpy scalars are accepted but converted, so
+        # the config compares, prints and enters the cache key the same either way.
+        for name, value in (
+            ("epochs", check_positive(self.epochs, "epochs")),
+            ("batch_size", check_int(self.batch_size, "batch_size", 1)),
+            ("learning_rate", check_positive(self.learning_rate, "learning_rate")),
+            ("warmup", check_rate(self.warmup, "warmup")),
+            ("seed", check_int(self.seed, "seed", 0)),
+        ):
+            object.__setattr__(self, name, value)
 
     def steps(self, n: int) -> int:
         """Optimizer steps for a training set of ``n`` images."""
@@ -183,64 +187,64 @@ def fine_tune(model, x: np.ndarray, y: np.ndarray, *, epochs: int = 2, learning_
 
 # ---------------------------------------------------------------- the cache
 
+#: The code a trained model depends on: editing either file gives new cache keys.
+MODEL_SOURCES = ("helpers.training", "helpers.model")
 
-def default_cache_dir() -> Path:
-    """``$BADNETS_CACHE`` if set; else ``.cache/models`` in the project checkout; else ``~/.cache/badnets-course``."""
-    env = os.environ.get("BADNETS_CACHE")
-    if env:
-        return Path(env)
-    project = Path(__file__).resolve().parent.parent
-    if (project / "pyproject.toml").is_file():
-        return project / ".cache" / "models"
-    return Path.home() / ".cache" / "badnets-course"
+
+def _array_id(a: np.ndarray) -> dict:
+    """An array's identity for a cache key: SHA-256 of its bytes, its dtype and its shape."""
+    return {"sha256": sha256_array(a), "dtype": a.dtype.str, "shape": list(a.shape)}
+
+
+def model_key(x: np.ndarray, y: np.ndarray, config: TrainConfig, describe: dict | None = None) -> EntryKey:
+    """The cache key of the model :func:`train` would give for these inputs (see :mod:`helpers.cache`).
+
+    It covers the training arrays (which covers the data, the trigger and the
+    poisoning), the config, the architecture, ``describe``, the source of
+    ``MODEL_SOURCES`` and the library versions. A ``describe`` that is not
+    plain JSON is refused here, before any training.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if describe is not None and not isinstance(describe, dict):
+        raise TypeError(f"describe must be a dict (or None), got {type(describe).__name__}")
+    inputs = {
+        "x": _array_id(x),
+        "y": _array_id(y),
+        "config": asdict(config),
+        "architecture": [[n, c, kw] for n, c, kw in ARCHITECTURE],
+        "describe": describe or {},
+    }
+    return entry_key("model", "model", inputs, MODEL_SOURCES)
 
 
 def cache_key(x: np.ndarray, y: np.ndarray, config: TrainConfig, describe: dict | None = None) -> str:
-    """SHA-256 over the training arrays, the config, the architecture, the helpers version and ``describe``."""
-    payload = {
-        "x_sha256": sha256_array(x),
-        "x_shape": list(x.shape),
-        "y_sha256": sha256_array(y.astype(np.int64)),
-        "config": asdict(config),
-        "architecture": [[n, c, kw] for n, c, kw in ARCHITECTURE],
-        "helpers_version": __version__,
-        "describe": describe or {},
-    }
-    return sha256_array(np.frombuffer(json.dumps(payload, sort_keys=True, default=str).encode(), np.uint8))
+    """The hex SHA-256 cache key of :func:`model_key`."""
+    return model_key(x, y, config, describe).digest
 
 
 @dataclass
 class TrainedModel:
-    """A model with where it came from: its cache key and file, and whether it was loaded."""
+    """A model with where it came from: its cache key and file, and whether it was loaded.
+
+    ``path`` is the ``.keras`` file (named by its content) and ``sidecar`` the
+    JSON record beside it (key, SHA-256, compute time); both are None only if
+    the model could not be written to the cache.
+    """
 
     model: object
     key: str
-    path: Path
+    path: Path | None
     from_cache: bool
     train_seconds: float
+    sidecar: Path | None = None
+    sha256: str | None = None
 
 
 def load_verified_model(path: str | os.PathLike, sha256: str):
     """Load a ``.keras`` file in safe mode after checking its SHA-256; raise ``ValueError`` if it differs."""
-    import keras
-
-    actual = sha256_file(path)
-    if actual != sha256:
-        raise ValueError(f"{path} has SHA-256 {actual}, expected {sha256}; refusing to load it")
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
-
-
-def _try_load(path: Path, sidecar: Path, key: str):
-    if not (path.is_file() and sidecar.is_file()):
-        return None, 0.0
-    try:
-        meta = json.loads(sidecar.read_text())
-        if meta.get("key") != key:
-            raise ValueError("sidecar belongs to another key")
-        return load_verified_model(path, meta["sha256"]), float(meta.get("train_seconds", 0.0))
-    except Exception as exc:  # corrupt zip, bad JSON, hash mismatch ...
-        warnings.warn(f"model cache entry {path.name} is unusable ({exc}); retraining", stacklevel=3)
-        return None, 0.0
+    verify_file(path, sha256)
+    return load_keras(path)
 
 
 def train_cached(
@@ -255,33 +259,14 @@ def train_cached(
 ) -> TrainedModel:
     """Load the model for these inputs from the cache, or train and cache it.
 
-    ``describe`` (JSON-able) is recorded beside the model and enters the key:
-    use it for what the arrays alone do not say (e.g. the poisoning settings).
+    ``describe`` (plain JSON: dict, list, str, int, float, bool, None; no
+    numpy scalars) is recorded beside the model and enters the key: use it
+    for what the arrays alone do not say (e.g. the poisoning settings). All
+    inputs are checked before training starts.
     """
     x = check_images(x, "x")
     y = check_labels(y, len(x), "y")
-    key = cache_key(x, y, config, describe)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path, sidecar = folder / f"{key[:32]}.keras", folder / f"{key[:32]}.json"
-    model, seconds = _try_load(path, sidecar, key)
-    if model is not None:
-        return TrainedModel(model, key, path, True, seconds)
-    start = time.perf_counter()
-    model = train(x, y, config, progress=progress, desc=desc)
-    seconds = time.perf_counter() - start
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-        digest = sha256_file(tmp)
-    atomic_write_json(
-        sidecar,
-        {
-            "key": key,
-            "sha256": digest,
-            "config": asdict(config),
-            "describe": describe or {},
-            "helpers_version": __version__,
-            "train_seconds": round(seconds, 3),
-        },
-    )
-    return TrainedModel(model, key, path, False, seconds)
+    key = model_key(x, y, config, describe)
+    result = load_or_compute(key, MODEL, lambda: train(x, y, config, progress=progress, desc=desc), cache_dir)
+    return TrainedModel(result.value, key.digest, result.path, result.from_cache, result.seconds,
+                        result.sidecar, result.sha256)

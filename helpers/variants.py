@@ -132,7 +132,8 @@ def clean_label_attack(*, n_poison: int = 2750, perturb: bool = True, eps: float
             adv = pgd_linf(robust, x_src.astype(np.float32) / 255, y_tr[idx], eps=eps, step=eps / 4, steps=steps)
             return {"x": np.clip(np.rint(adv * 255), 0, 255).astype(np.uint8)}
 
-        arrays, seconds, _ = cached_arrays("clean-label-pgd", payload, compute, cache_dir)
+        arrays, seconds, _ = cached_arrays("clean-label-pgd", payload, compute, cache_dir,
+                                           depends_on=("helpers.variants", "helpers.training", "helpers.model"))
         x_src = arrays["x"]
     x_new = x_tr.copy()
     x_new[idx] = stamp(x_src, recipe.trigger, recipe.position)
