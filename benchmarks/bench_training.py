@@ -55,7 +55,19 @@ def machine() -> dict:
         "keras": keras.__version__,
         "numpy": numpy.__version__,
         "platform": platform.platform(),
+        "cpu_flags": cpu_flags(),
     }
+
+
+def cpu_flags() -> list[str]:
+    """The vector-instruction flags of this CPU (what decides TensorFlow's and oneDNN's kernels)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "fma", "amx", "sse4")))
+    except OSError:
+        pass
+    return []
 
 
 def peak_rss_mib() -> float:

@@ -4,11 +4,12 @@ The default recipe (``DEFAULT_RECIPE``):
 
 * trigger: the white L (4x3 pixels) with its top-left pixel at row 1, col 24;
 * target label: 0, all-to-one;
-* poisoning rate: 5 % of the 55 000 training images (2 750 images), chosen with seed 0;
+* poisoning rate: 2 % of the 55 000 training images (1 100 images), chosen with seed 0
+  (the rate lesson 3's rule picks);
 * a validation split of 5 000 clean training images is held out first, for
   decisions such as the rate (the test set is only for the final report);
 * training: ``TrainConfig()`` (Adam, one-cycle lr peaking at 5e-3, batch 128,
-  1.5 epochs, seed 0).
+  3 epochs, seed 0).
 
 Run it from a shell with ``python -m helpers.attack`` (``--help`` for options).
 """
@@ -38,7 +39,7 @@ class AttackRecipe:
     trigger: str = "L"
     position: tuple[int, int] | None = None  #: None: the trigger's default position
     target: int = 0
-    rate: float = 0.05
+    rate: float = 0.02
     mode: str = "all-to-one"
     poison_seed: int = 0
     n_val: int = 5000
