@@ -44,7 +44,7 @@ def test_missing_sidecar_is_an_error(tmp_path, model):
     path = tmp_path / "m.keras"
     deliverables.export_model(model, path)
     (tmp_path / "m.keras.sha256").unlink()
-    with pytest.raises(FileNotFoundError, match="cannot verify"):
+    with pytest.raises(deliverables.DeliverableError, match="cannot verify"):
         deliverables.load_model(path)
 
 
