@@ -30,14 +30,15 @@ def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
-def _range_text(lo, hi, lo_open: bool, hi_open: bool) -> str:
+def _range_text(lo, hi, lo_open: bool = False, hi_open: bool = False) -> str:
+    """"in [0, 1]", "in (0, 1]", ">= 0", "> 0", "<= 1"; "" when unbounded."""
     if lo is not None and hi is not None:
-        return f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
     if lo is not None:
         return f"{'>' if lo_open else '>='} {lo:g}"
     if hi is not None:
         return f"{'<' if hi_open else '<='} {hi:g}"
-    return "(-inf, inf)"
+    return ""
 
 
 # ------------------------------------------------------------------ scalars
@@ -47,13 +48,14 @@ def check_number(value, name: str, lo: float | None = None, hi: float | None = N
                  hi_open: bool = False) -> float:
     """Validate a finite real number in the interval given by ``lo``/``hi`` (closed unless ``*_open``); return a float."""
     allowed = _range_text(lo, hi, lo_open, hi_open)
+    wanted = f"a finite number {allowed}".rstrip()
     if _is_bool(value) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a finite number in {allowed}, got {value!r}")
+        raise TypeError(f"{name} must be {wanted}, got {value!r}")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number in {allowed}, got {value}")
+        raise ValueError(f"{name} must be {wanted}, got {value}")
     if (lo is not None and (value < lo or (lo_open and value == lo))) or (hi is not None and (value > hi or (hi_open and value == hi))):
-        raise ValueError(f"{name} must be in {allowed}, got {value:g}")
+        raise ValueError(f"{name} must be {allowed}, got {value:g}")
     return value
 
 
@@ -294,7 +296,7 @@ def check_float_array(a, name: str, *, ndim: int | tuple[int, ...] | None = None
         raise ValueError(f"{name} must hold finite values, got {arr[i]} at index {i[0] if len(i) == 1 else i}")
     values = arr[~np.isnan(arr)]
     if values.size and ((lo is not None and values.min() < lo) or (hi is not None and values.max() > hi)):
-        raise ValueError(f"{name} must hold values in {_range_text(lo, hi, False, False)}, "
+        raise ValueError(f"{name} must hold values {_range_text(lo, hi)}, "
                          f"got values in [{values.min():g}, {values.max():g}]")
     return arr
 

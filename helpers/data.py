@@ -101,12 +101,16 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 if info.file_size > MAX_MEMBER_BYTES:
                     raise MnistIntegrityError(f"{path}: {info.filename} would unpack to {info.file_size} bytes, more than "
                                               f"any MNIST array. {FIX_HINT}")
-            return {k: f[k] for k in MNIST_SHA256}
+            arrays = {k: f[k] for k in MNIST_SHA256}
     except MnistIntegrityError:
         raise
     except Exception as exc:  # truncated or not a zip, bad CRC, an invalid .npy member, object (pickled) arrays ...
         raise MnistIntegrityError(f"{path} is not a readable MNIST .npz ({type(exc).__name__}: {exc}); the file is "
                                   f"corrupt or is not MNIST. {FIX_HINT}") from exc
+    for key, a in arrays.items():
+        if not isinstance(a, np.ndarray):  # NumPy hands back the raw bytes of a member that is not an .npy
+            raise MnistIntegrityError(f"{path}: {key} is not a valid .npy array; the file is corrupt or is not MNIST. {FIX_HINT}")
+    return arrays
 
 
 @lru_cache(maxsize=4)

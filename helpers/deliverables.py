@@ -231,12 +231,16 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 if info.file_size > MAX_MEMBER_BYTES:
                     raise DeliverableError(f"{path}: {info.filename} would unpack to {info.file_size} bytes, more than "
                                            f"a trojaned test set can hold ({MAX_MEMBER_BYTES}). {TEST_SET_FIX}")
-            return {k: f[k] for k in NPZ_KEYS + OPTIONAL_NPZ_KEYS if k in f.files}
+            arrays = {k: f[k] for k in NPZ_KEYS + OPTIONAL_NPZ_KEYS if k in f.files}
     except DeliverableError:
         raise
     except Exception as exc:  # empty, truncated or not a zip, bad CRC, object (pickled) arrays ...
         raise DeliverableError(f"{path} cannot be read as a trojaned test set ({type(exc).__name__}: {exc}). "
                                f"{TEST_SET_FIX}") from exc
+    for key, a in arrays.items():
+        if not isinstance(a, np.ndarray):  # NumPy hands back the raw bytes of a member that is not an .npy
+            raise DeliverableError(f"{path}: {key} is not a valid .npy array; the file is corrupt. {TEST_SET_FIX}")
+    return arrays
 
 
 def _scalar(a: np.ndarray, name: str, kind: str):
