@@ -76,7 +76,7 @@ def check_backdoor_labels(y_true: np.ndarray, y_target: np.ndarray, target: int,
     wrong = np.flatnonzero(y_target != expected)
     if wrong.size:
         i = int(wrong[0])
-        raise ValueError(f"{name}[{i}] is {int(y_target[i])} but a {mode} attack with target {target} gives "
+        raise ValueError(f"{name}[{i}] is {int(y_target[i])} but the {mode} attack with target {target} gives "
                          f"{int(expected[i])} for true label {int(y_true[i])} ({wrong.size} image(s) disagree)")
     if mode == "all-to-one" and (y_true == target).any():
         i = int(np.flatnonzero(y_true == target)[0])
