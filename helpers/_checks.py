@@ -269,7 +269,10 @@ def check_bool_mask(mask, n: int, name: str, *, against: str = "x") -> np.ndarra
 
 def check_float_array(a, name: str, *, ndim: int | tuple[int, ...] | None = None, lo: float | None = None,
                       hi: float | None = None, allow_nan: bool = False, n: int | None = None, against: str = "") -> np.ndarray:
-    """Validate a non-empty numeric array (lists are converted) of finite values in [lo, hi]; return it as float64.
+    """Validate a non-empty numeric array (lists are converted) of finite values in [lo, hi]; return it as an array.
+
+    The dtype is kept (no float64 copy of a large float32 array, and the
+    same numerics as before validation).
 
     With ``allow_nan`` NaN entries pass (they mean "no value", e.g. a class
     without images); infinities never do.
@@ -289,12 +292,11 @@ def check_float_array(a, name: str, *, ndim: int | tuple[int, ...] | None = None
         raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least one value")
     if n is not None and len(arr) != n:
         raise _length_error(name, len(arr), n, against, "entries")
-    arr = arr.astype(np.float64)
     bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
     if bad.any():
         i = tuple(int(v) for v in np.argwhere(bad)[0])
         raise ValueError(f"{name} must hold finite values, got {arr[i]} at index {i[0] if len(i) == 1 else i}")
-    values = arr[~np.isnan(arr)]
+    values = arr[~np.isnan(arr)] if allow_nan else arr
     if values.size and ((lo is not None and values.min() < lo) or (hi is not None and values.max() > hi)):
         raise ValueError(f"{name} must hold values {_range_text(lo, hi)}, "
                          f"got values in [{values.min():g}, {values.max():g}]")

@@ -341,7 +341,7 @@ def reverse_engineer_trigger(model, x: np.ndarray, target: int, *, steps: int = 
 
 def anomaly_index(values: np.ndarray) -> np.ndarray:
     """Wang et al.'s anomaly index: distance from the median in units of 1.4826 x the median absolute deviation."""
-    values = check_float_array(values, "values", ndim=1)
+    values = check_float_array(values, "values", ndim=1).astype(float)
     med = np.median(values)
     mad = 1.4826 * np.median(np.abs(values - med))
     return np.abs(values - med) / (mad if mad > 0 else 1e-12)

@@ -55,7 +55,7 @@ def _check_fig(fig):
 
 def _fractions(values, name: str, n: int | None = None, against: str = "", *, allow_nan: bool = False) -> np.ndarray:
     """A 1-D array of fractions in [0, 1] (accuracies, ASRs, error rates)."""
-    return check_float_array(values, name, ndim=1, lo=0.0, hi=1.0, n=n, against=against, allow_nan=allow_nan)
+    return check_float_array(values, name, ndim=1, lo=0.0, hi=1.0, n=n, against=against, allow_nan=allow_nan).astype(float)
 
 
 def _image_rows(rows, name: str = "rows") -> list[np.ndarray]:

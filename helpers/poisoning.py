@@ -72,6 +72,9 @@ def check_indices(indices, name: str, *, n: int | None = None, length: int | Non
 def check_backdoor_labels(y_true: np.ndarray, y_target: np.ndarray, target: int, mode: str, name: str = "y_target") -> None:
     """Check that ``y_target`` is what ``mode``/``target`` give for ``y_true`` (and, all-to-one, that no true label is
     the target); the message names the first offending image."""
+    y_true = check_labels(y_true, name="y_true")
+    y_target = check_labels(y_target, len(y_true), name, against="y_true")
+    target, mode = check_label_value(target, "target"), check_choice(mode, "mode", MODES)
     expected = _labels_for(y_true, target, mode)
     wrong = np.flatnonzero(y_target != expected)
     if wrong.size:

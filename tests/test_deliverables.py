@@ -324,3 +324,18 @@ def test_export_refuses_a_test_set_that_does_not_match_its_trigger(tmp_path, kwa
     with pytest.raises(error, match=fragment):
         deliverables.export_trojaned_test_set(**args)
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_export_deliverables_round_trip_on_a_tiny_attack(tmp_path):
+    from helpers import attack
+    from helpers.metrics import attack_success_rate
+    from helpers.training import TrainConfig
+
+    data = (synthetic(120), synthetic(30, seed=1))
+    recipe = attack.AttackRecipe(rate=0.2, n_val=20, train=TrainConfig(epochs=0.2, batch_size=50))
+    result = attack.run_attack(recipe, data=data, cache_dir=tmp_path / "cache", progress=False)
+    paths = attack.export_deliverables(result, tmp_path / "out")
+    model = deliverables.load_model(paths["model"])
+    test_set = deliverables.load_trojaned_test_set(paths["test_set"])
+    assert test_set.position == (1, 24) and test_set.alpha == 1.0
+    assert attack_success_rate(model, test_set.trojaned) == pytest.approx(result.test.attack_success_rate)
