@@ -26,7 +26,6 @@ from ._checks import (
     check_labels,
     check_number,
     check_path,
-    check_positive,
     check_rate,
     check_sequence,
     check_str,
