@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_images, check_int, check_label_value
+from ._checks import IMAGE_SHAPE, check_images, check_int, check_label_value, check_labels, check_layer, check_model, check_position
 from .metrics import predict
 from .model import to_model_input
 from .triggers import get_trigger, stamp
@@ -19,11 +19,17 @@ def asr_by_position(model, x: np.ndarray, y: np.ndarray, *, trigger="L", target:
     cell a standard error of at most 3 percentage points.
     """
     trigger = get_trigger(trigger)
-    x = check_images(x, "x")
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    y = check_labels(y, len(x), "y")
     target = check_label_value(target)
-    n = check_int(n, "n", 1)
+    seed = check_int(seed, "seed", 0)
+    batch_positions = check_int(batch_positions, "batch_positions", 1)
+    check_model(model)
     pool = np.flatnonzero(y != target)
-    sample = x[np.random.default_rng(seed).choice(pool, size=min(n, len(pool)), replace=False)]
+    if pool.size == 0:
+        raise ValueError(f"every image in y has the target label {target}; asr_by_position needs images of other classes")
+    n = check_int(n, "n", 1, len(pool))
+    sample = x[np.random.default_rng(seed).choice(pool, size=n, replace=False)]
     max_row, max_col = trigger.max_position()
     positions = [(r, c) for r in range(max_row + 1) for c in range(max_col + 1)]
     hits = np.zeros(len(positions))
@@ -39,19 +45,23 @@ def layer_outputs(model, layer_name: str, x: np.ndarray) -> np.ndarray:
     """The output of ``layer_name`` for images ``x`` (uint8 or [0, 1] floats)."""
     import keras
 
+    check_layer(model, layer_name, "layer_name")
+    x = check_images(x, "x", allow_float=True, allow_single=True, shape=IMAGE_SHAPE)
     probe = keras.Model(model.inputs[0], model.get_layer(layer_name).output)
     return np.asarray(probe(to_model_input(x), training=False))
 
 
 def first_layer_kernels(model) -> np.ndarray:
     """The 16 first-layer kernels as an array (5, 5, 16)."""
+    check_layer(model, "conv1", "model")
     return np.asarray(model.get_layer("conv1").kernel)[:, :, 0, :]
 
 
 def trigger_region(trigger="L", position=None, kernel: int = 5) -> tuple[int, int, int, int]:
     """(row0, col0, h, w) of the conv1 output cells whose 5x5 receptive field overlaps the trigger."""
     trigger = get_trigger(trigger)
-    row, col = trigger.default_position if position is None else position
+    kernel = check_int(kernel, "kernel", 1, IMAGE_SHAPE[0])
+    row, col = check_position(trigger.default_position if position is None else position, trigger.shape, IMAGE_SHAPE)
     h, w = trigger.shape
     out = 28 - kernel + 1
     r0, c0 = max(0, row - kernel + 1), max(0, col - kernel + 1)
@@ -68,7 +78,8 @@ def trigger_filter_scores(model, x: np.ndarray, *, trigger="L", position=None) -
     filters that are loud everywhere do not win by volume). High score = a
     filter that responds to the trigger.
     """
-    x = check_images(x, "x")
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    check_layer(model, "conv1", "model")
     r0, c0, h, w = trigger_region(trigger, position)
     clean = layer_outputs(model, "conv1", x)
     trojaned = layer_outputs(model, "conv1", stamp(x, trigger, position))

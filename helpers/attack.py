@@ -21,7 +21,18 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ._checks import check_int, check_label_value, check_position, check_rate
+from ._checks import (
+    IMAGE_SHAPE,
+    check_bool,
+    check_choice,
+    check_images,
+    check_int,
+    check_label_value,
+    check_labels,
+    check_path,
+    check_position,
+    check_rate,
+)
 from .data import load_mnist
 from .metrics import Evaluation, attack_success_rate, clean_accuracy, evaluate
 from .poisoning import MODES, PoisonedSet, TrojanedSet, poison, split_validation, trojan_test_set
@@ -46,15 +57,18 @@ class AttackRecipe:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
+        # Validated values are stored back as plain Python types (np.int64(0) -> 0), so the recipe
+        # compares, hashes and serialises (describe() -> JSON) the same whatever the caller passed.
         trig = get_trigger(self.trigger)
         if self.position is not None:
-            object.__setattr__(self, "position", check_position(self.position, trig.shape, (28, 28)))
-        check_label_value(self.target, "target")
-        check_rate(self.rate, "rate")
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        check_int(self.poison_seed, "poison_seed", 0)
-        check_int(self.n_val, "n_val", 1, 59999)
+            object.__setattr__(self, "position", check_position(self.position, trig.shape, IMAGE_SHAPE))
+        object.__setattr__(self, "target", check_label_value(self.target, "target"))
+        object.__setattr__(self, "rate", check_rate(self.rate, "rate"))
+        check_choice(self.mode, "mode", MODES)
+        object.__setattr__(self, "poison_seed", check_int(self.poison_seed, "poison_seed", 0))
+        object.__setattr__(self, "n_val", check_int(self.n_val, "n_val", 1, 59999))
+        if not isinstance(self.train, TrainConfig):
+            raise TypeError(f"train must be a TrainConfig, got {self.train!r}")
 
     @property
     def resolved_position(self) -> tuple[int, int]:
@@ -93,13 +107,39 @@ class AttackResult:
         return self.test.clean_accuracy >= ACCURACY_GOAL and self.test.attack_success_rate >= ASR_GOAL
 
 
+def check_recipe(recipe, name: str = "recipe") -> AttackRecipe:
+    """Validate an :class:`AttackRecipe` (its fields are checked when it is built)."""
+    if not isinstance(recipe, AttackRecipe):
+        raise TypeError(f"{name} must be an AttackRecipe, got {type(recipe).__name__}")
+    return recipe
+
+
+def check_data(data, name: str = "data"):
+    """Validate ``((x_train, y_train), (x_test, y_test))`` as ``load_mnist()`` returns it; None means MNIST."""
+    if data is None:
+        return None
+    try:
+        (x_train, y_train), (x_test, y_test) = data
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be ((x_train, y_train), (x_test, y_test)) as load_mnist() returns, "
+                        f"got {type(data).__name__}") from None
+    x_train = check_images(x_train, "x_train", shape=IMAGE_SHAPE)
+    y_train = check_labels(y_train, len(x_train), "y_train", against="x_train")
+    x_test = check_images(x_test, "x_test", shape=IMAGE_SHAPE)
+    y_test = check_labels(y_test, len(x_test), "y_test", against="x_test")
+    return (x_train, y_train), (x_test, y_test)
+
+
 def trojaned_for(recipe: AttackRecipe, x, y) -> TrojanedSet:
     """The trojaned version of ``(x, y)`` for ``recipe``'s trigger, position, target and mode."""
+    check_recipe(recipe)
     return trojan_test_set(x, y, trigger=recipe.trigger, position=recipe.position, target=recipe.target, mode=recipe.mode)
 
 
 def poisoned_training_set(recipe: AttackRecipe, data=None):
     """``(poisoned, (x_val, y_val), (x_test, y_test))`` for ``recipe``; ``data`` defaults to MNIST."""
+    check_recipe(recipe)
+    data = check_data(data)
     (x_train, y_train), test = data if data is not None else load_mnist()
     (x_tr, y_tr), val = split_validation(x_train, y_train, n_val=recipe.n_val, seed=0)
     poisoned = poison(
@@ -117,6 +157,9 @@ def poisoned_training_set(recipe: AttackRecipe, data=None):
 
 def run_attack(recipe: AttackRecipe = DEFAULT_RECIPE, *, data=None, cache_dir=None, progress: bool = True) -> AttackResult:
     """Poison, train (or load from the cache) and evaluate one model."""
+    check_recipe(recipe)
+    cache_dir = None if cache_dir is None else check_path(cache_dir, "cache_dir")
+    progress = check_bool(progress, "progress")
     poisoned, (x_val, y_val), (x_test, y_test) = poisoned_training_set(recipe, data)
     trained = train_cached(
         poisoned.x,
@@ -141,6 +184,7 @@ def run_attack(recipe: AttackRecipe = DEFAULT_RECIPE, *, data=None, cache_dir=No
 
 def clean_baseline(recipe: AttackRecipe = DEFAULT_RECIPE, **kwargs) -> AttackResult:
     """The same training without poison (rate 0): the model a careful victim would get."""
+    check_recipe(recipe)
     return run_attack(replace(recipe, rate=0.0), **kwargs)
 
 
@@ -148,7 +192,9 @@ def export_deliverables(result: AttackResult, out_dir: str | Path) -> dict[str, 
     """Write the trojaned model and the trojaned test set (with sidecars) into ``out_dir``."""
     from .deliverables import export_model, export_trojaned_test_set
 
-    out = Path(out_dir)
+    if not isinstance(result, AttackResult):
+        raise TypeError(f"result must be an AttackResult (from run_attack), got {type(result).__name__}")
+    out = check_path(out_dir, "out_dir")
     paths = {"model": out / "trojaned_model.keras", "test_set": out / "trojaned_test_set.npz"}
     export_model(result.model, paths["model"])
     export_trojaned_test_set(paths["test_set"], result.trojaned_test, get_trigger(result.recipe.trigger), result.recipe.resolved_position)

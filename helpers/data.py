@@ -10,7 +10,12 @@ attack this course is about). It looks, in order, at
 3. the Keras cache (``$KERAS_HOME/datasets/mnist.npz``, by default ``~/.keras``),
 4. and only then downloads through Keras.
 
-The source file is opened read-only, with ``allow_pickle=False``.
+The source file is opened read-only, with ``allow_pickle=False``. A file that is
+missing, empty, truncated, not an ``.npz``, holds pickled objects or differs
+from the published hashes raises :class:`MnistIntegrityError` (or
+:class:`MnistUnavailableError` when there is no file at all) naming the file and
+the fix, never a raw NumPy or ``zipfile`` error. A bad copy in the Keras cache is
+reported, not silently replaced.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import check_path
 from .io import sha256_array
 
 #: SHA-256 of each array's raw bytes, computed from the canonical IDX files.
@@ -39,12 +45,20 @@ FIX_HINT = (
 )
 
 
-class MnistUnavailableError(RuntimeError):
+#: The most bytes an array of the MNIST .npz may unpack to (x_train is 47 040 000); more is not MNIST (or a zip bomb).
+MAX_MEMBER_BYTES = 64 << 20
+
+
+class MnistError(Exception):
+    """Base class of the MNIST loading errors."""
+
+
+class MnistUnavailableError(MnistError, RuntimeError):
     """No verified copy of MNIST could be found or downloaded."""
 
 
-class MnistIntegrityError(ValueError):
-    """A copy of MNIST was found but its arrays do not match the published hashes."""
+class MnistIntegrityError(MnistError, ValueError):
+    """A copy of MNIST was found but it cannot be read or its arrays do not match the published hashes."""
 
 
 def keras_cache_path() -> Path:
@@ -56,28 +70,56 @@ def keras_cache_path() -> Path:
 def read_verified_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read the four MNIST arrays from ``path`` and check shape, dtype and SHA-256.
 
-    Raises :class:`MnistIntegrityError` naming the first array that differs.
-    Results are memoised per file (path, size and modification time), so a
-    lesson that loads MNIST twice pays for the hashing once.
+    Raises :class:`MnistIntegrityError` naming the file and the first array
+    that differs, or what is wrong with the file (empty, truncated, not an
+    ``.npz``, pickled objects), and :class:`MnistUnavailableError` when there is
+    no file at ``path``. Results are memoised per file (path, size and
+    modification time), so a lesson that loads MNIST twice pays for the
+    hashing once.
     """
-    path = Path(path).resolve()
+    path = check_path(path).resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"no MNIST file at {path}")
+        what = "is a directory, not the mnist.npz file" if path.is_dir() else "does not exist"
+        raise MnistUnavailableError(f"no MNIST file at {path}: the path {what}. {FIX_HINT}")
     stat = path.stat()
+    if stat.st_size == 0:
+        raise MnistIntegrityError(f"{path} is empty (0 bytes), not an MNIST .npz; the download or copy was cut short. {FIX_HINT}")
     return _read_verified(path, stat.st_size, stat.st_mtime_ns)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """The four arrays of ``path``, read without pickle; library errors become :class:`MnistIntegrityError`."""
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise MnistIntegrityError(f"{path} holds a single array, not the .npz archive of MNIST. {FIX_HINT}")
+        with f:
+            missing = sorted(set(MNIST_SHA256) - set(f.files))
+            if missing:
+                raise MnistIntegrityError(f"{path} is not an MNIST .npz: arrays {missing} are missing (found {f.files}). {FIX_HINT}")
+            for info in f.zip.infolist():
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise MnistIntegrityError(f"{path}: {info.filename} would unpack to {info.file_size} bytes, more than "
+                                              f"any MNIST array. {FIX_HINT}")
+            arrays = {k: f[k] for k in MNIST_SHA256}
+    except MnistIntegrityError:
+        raise
+    except Exception as exc:  # truncated or not a zip, bad CRC, an invalid .npy member, object (pickled) arrays ...
+        raise MnistIntegrityError(f"{path} is not a readable MNIST .npz ({type(exc).__name__}: {exc}); the file is "
+                                  f"corrupt or is not MNIST. {FIX_HINT}") from exc
+    for key, a in arrays.items():
+        if not isinstance(a, np.ndarray):  # NumPy hands back the raw bytes of a member that is not an .npy
+            raise MnistIntegrityError(f"{path}: {key} is not a valid .npy array; the file is corrupt or is not MNIST. {FIX_HINT}")
+    return arrays
 
 
 @lru_cache(maxsize=4)
 def _read_verified(path: Path, size: int, mtime_ns: int) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        missing = sorted(set(MNIST_SHA256) - set(f.files))
-        if missing:
-            raise MnistIntegrityError(f"{path} is not an MNIST .npz: arrays {missing} are missing (found {f.files})")
-        arrays = {k: f[k] for k in MNIST_SHA256}
+    arrays = _read_arrays(path)
     for key, a in arrays.items():
         if a.dtype != np.uint8 or a.shape != MNIST_SHAPES[key]:
             raise MnistIntegrityError(
-                f"{path}: {key} should be uint8 of shape {MNIST_SHAPES[key]}, got {a.dtype} {a.shape}"
+                f"{path}: {key} should be uint8 of shape {MNIST_SHAPES[key]}, got {a.dtype} {a.shape}. {FIX_HINT}"
             )
         digest = sha256_array(a)
         if digest != MNIST_SHA256[key]:
@@ -97,11 +139,23 @@ def _download_with_keras() -> Path:
     return keras_cache_path()
 
 
+def _bad_cache(cache: Path, exc: MnistIntegrityError) -> MnistIntegrityError:
+    return MnistIntegrityError(
+        f"the copy of MNIST in the Keras cache is bad: {exc} Delete it (rm {cache}) so that Keras downloads a fresh "
+        f"copy, or set MNIST_NPZ to a verified copy elsewhere."
+    )
+
+
 def find_mnist(path: str | os.PathLike | None = None) -> Path:
-    """Return the path of a verified MNIST file, following the documented order."""
+    """Return the path of a verified MNIST file, following the documented order.
+
+    A copy in the Keras cache that fails verification is reported (it may
+    have been tampered with), never silently replaced by a download.
+    """
     if path is not None:
+        path = check_path(path)
         read_verified_npz(path)
-        return Path(path)
+        return path
     env = os.environ.get("MNIST_NPZ")
     if env:
         if not Path(env).is_file():
@@ -109,23 +163,24 @@ def find_mnist(path: str | os.PathLike | None = None) -> Path:
         read_verified_npz(env)
         return Path(env)
     cache = keras_cache_path()
-    if cache.is_file():
+    if cache.exists():
         try:
             read_verified_npz(cache)
             return cache
-        except MnistIntegrityError:
-            pass  # a bad cached copy: let Keras fetch a fresh one below
+        except MnistError as exc:  # tampered, truncated, a directory ...: the user must decide, not us
+            raise _bad_cache(cache, exc) from exc
     try:
         downloaded = _download_with_keras()
-        read_verified_npz(downloaded)
-        return downloaded
-    except MnistIntegrityError:
-        raise
     except Exception as exc:  # no network, proxy, DNS ...
         raise MnistUnavailableError(
             f"MNIST is not in MNIST_NPZ or the Keras cache ({cache}) and downloading it failed "
             f"({type(exc).__name__}: {exc}). {FIX_HINT}"
         ) from exc
+    try:
+        read_verified_npz(downloaded)
+    except MnistIntegrityError as exc:
+        raise _bad_cache(downloaded, exc) from exc
+    return downloaded
 
 
 def load_mnist(path: str | os.PathLike | None = None):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import check_images
+from ._checks import IMAGE_SHAPE, check_images, check_str
 
 #: The layers, in order: (name, Keras layer class, keyword arguments).
 ARCHITECTURE = (
@@ -38,6 +38,7 @@ def build_badnets(name: str = "badnets"):
     """A fresh, untrained BadNets CNN (weights drawn from Keras' seeded initialisers)."""
     import keras
 
+    check_str(name, "name", allow_empty=False)
     layers = [getattr(keras.layers, cls)(name=lname, **kwargs) for lname, cls, kwargs in ARCHITECTURE]
     return keras.Sequential([keras.Input(INPUT_SHAPE, name="image"), *layers], name=name)
 
@@ -49,7 +50,7 @@ def architecture_table() -> list[dict]:
 
 def to_model_input(x: np.ndarray) -> np.ndarray:
     """uint8 images (N, 28, 28) in 0..255, or floats in [0, 1] -> float32 (N, 28, 28, 1) in [0, 1]."""
-    x = check_images(x, "x", allow_float=True, allow_single=True)
+    x = check_images(x, "x", allow_float=True, allow_single=True, shape=IMAGE_SHAPE)
     if x.ndim == 2:
         x = x[None]
     scaled = x.astype(np.float32) / np.float32(255.0) if x.dtype == np.uint8 else x.astype(np.float32)

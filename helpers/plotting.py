@@ -7,20 +7,74 @@ it to :func:`save_fig`, which writes ``figures/<name>.png`` atomically.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ._checks import (
+    NUM_CLASSES,
+    check_bool,
+    check_cell,
+    check_float_array,
+    check_images,
+    check_int,
+    check_int_list,
+    check_label_value,
+    check_labels,
+    check_number,
+    check_path,
+    check_rate,
+    check_sequence,
+    check_str,
+    check_strings,
+)
 from .io import atomic_path
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
+MAX_GRID_COLUMNS = 50  #: a digit grid wider than this is unreadable (and slow): pass a slice such as x[:10]
+MARKERS = "osd^v<>"  #: one marker per curve of :func:`metric_curves`
 
 
 def figure_path(name: str, folder: str | os.PathLike | None = None) -> Path:
     """Where :func:`save_fig` writes the figure ``name``."""
-    return Path(folder or FIGURES) / f"{name}.png"
+    check_str(name, "name", allow_empty=False)
+    if Path(name).name != name or name in (".", ".."):
+        raise ValueError(f"name must be a plain file name without folders, got {name!r}; use folder=... for the folder")
+    return (FIGURES if folder is None else check_path(folder, "folder")) / f"{name}.png"
+
+
+def _check_fig(fig):
+    if not hasattr(fig, "savefig"):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    return fig
+
+
+def _fractions(values, name: str, n: int | None = None, against: str = "", *, allow_nan: bool = False) -> np.ndarray:
+    """A 1-D array of fractions in [0, 1] (accuracies, ASRs, error rates)."""
+    return check_float_array(values, name, ndim=1, lo=0.0, hi=1.0, n=n, against=against, allow_nan=allow_nan).astype(float)
+
+
+def _image_rows(rows, name: str = "rows") -> list[np.ndarray]:
+    """A non-empty list of image batches (N, H, W), each of at most MAX_GRID_COLUMNS images."""
+    out = []
+    for i, r in enumerate(check_sequence(rows, name)):
+        r = check_images(r, f"{name}[{i}]", allow_float=True)
+        if len(r) > MAX_GRID_COLUMNS:
+            raise ValueError(f"{name}[{i}] has {len(r)} images; a grid shows at most {MAX_GRID_COLUMNS} per row "
+                             f"(pass a slice such as x[:10])")
+        out.append(r)
+    return out
+
+
+def _per_image_strings(values, name: str, rows: list[np.ndarray]) -> list[list[str]]:
+    """One list of strings per row, as long as that row."""
+    values = check_sequence(values, name)
+    if len(values) != len(rows):
+        raise ValueError(f"{name} has {len(values)} rows but rows has {len(rows)}; they must have the same length")
+    return [check_strings(v, f"{name}[{i}]", len(r), against=f"rows[{i}]") for i, (v, r) in enumerate(zip(values, rows))]
 
 
 def save_fig(fig, name: str, *, folder: str | os.PathLike | None = None, dpi: int = 110) -> None:
@@ -30,6 +84,8 @@ def save_fig(fig, name: str, *, folder: str | os.PathLike | None = None, dpi: in
     no software version, so rerunning a lesson rewrites identical bytes when
     the figure is unchanged.
     """
+    _check_fig(fig)
+    dpi = check_int(dpi, "dpi", 1, 1200)
     with atomic_path(figure_path(name, folder)) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
 
@@ -45,6 +101,14 @@ def _digit(ax, img, title=None, color="black"):
 def digit_grid(rows: list[np.ndarray], row_labels: list[str] | None = None, titles: list[list[str]] | None = None,
                colors: list[list[str]] | None = None, size: float = 1.3, suptitle: str | None = None):
     """A grid of digits: one row per array in ``rows``, each (n, 28, 28)."""
+    rows = _image_rows(rows)
+    if row_labels is not None:
+        row_labels = check_strings(row_labels, "row_labels", len(rows), against="rows")
+    titles = None if titles is None else _per_image_strings(titles, "titles", rows)
+    colors = None if colors is None else _per_image_strings(colors, "colors", rows)
+    size = check_number(size, "size", 0.1, 10.0)
+    if suptitle is not None:
+        check_str(suptitle, "suptitle")
     n = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.3), squeeze=False)
     for i, imgs in enumerate(rows):
@@ -68,6 +132,17 @@ def prediction_grid(clean: np.ndarray, trojaned: np.ndarray, clean_pred, trojan_
 
     Green: the prediction is the true label; red: it is the attacker's target.
     """
+    clean, trojaned = _image_rows([clean, trojaned], "images")
+    n = len(clean)
+    if len(trojaned) != n:
+        raise ValueError(f"trojaned has {len(trojaned)} images but clean has {n}; they must have the same length")
+    clean_pred = check_labels(np.asarray(clean_pred) if isinstance(clean_pred, (list, tuple)) else clean_pred, n,
+                              "clean_pred", against="clean")
+    trojan_pred = check_labels(np.asarray(trojan_pred) if isinstance(trojan_pred, (list, tuple)) else trojan_pred, n,
+                               "trojan_pred", against="clean")
+    y_true = check_labels(np.asarray(y_true) if isinstance(y_true, (list, tuple)) else y_true, n, "y_true", against="clean")
+    target = None if target is None else check_label_value(target, "target")
+
     def colour(pred, true):
         if pred == true:
             return "green"
@@ -94,7 +169,10 @@ def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal
     """Clean accuracy and ASR against the poisoning rate (symlog x axis), with the two goal lines."""
     import seaborn as sns
 
-    rates = np.asarray(rates, float) * 100
+    rates, clean_acc, asr = _check_sweep(rates, clean_acc, asr, accuracy_goal, asr_goal)
+    chosen = None if chosen is None else check_rate(chosen, "chosen")
+    check_str(split, "split")
+    rates = rates * 100
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(8, 4.2))
     sns.lineplot(x=rates, y=np.asarray(clean_acc) * 100, marker="o", ax=ax, label=f"clean accuracy ({split})")
@@ -113,9 +191,17 @@ def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal
     return fig
 
 
+def _check_sweep(rates, clean_acc, asr, accuracy_goal, asr_goal):
+    rates = _fractions(rates, "rates")
+    check_rate(accuracy_goal, "accuracy_goal")
+    check_rate(asr_goal, "asr_goal")
+    return rates, _fractions(clean_acc, "clean_acc", len(rates), "rates"), _fractions(asr, "asr", len(rates), "rates")
+
+
 def sweep_zoom_plot(rates, clean_acc, asr, accuracy_goal: float = 0.985, asr_goal: float = 0.99):
     """The same sweep zoomed on the top of the scale, where the goals are decided."""
-    rates = np.asarray(rates, float) * 100
+    rates, clean_acc, asr = _check_sweep(rates, clean_acc, asr, accuracy_goal, asr_goal)
+    rates = rates * 100
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, values, goal, name in ((axes[0], clean_acc, accuracy_goal, "clean accuracy"), (axes[1], asr, asr_goal, "attack success rate")):
         ax.plot(rates, np.asarray(values) * 100, "o-")
@@ -132,6 +218,17 @@ def confusion_heatmaps(matrices: list[np.ndarray], titles: list[str], xlabel: st
     """Confusion matrices side by side as heatmaps (counts annotated)."""
     import seaborn as sns
 
+    matrices = check_sequence(matrices, "matrices")
+    for i, m in enumerate(matrices):
+        if not isinstance(m, np.ndarray) or m.dtype == bool or not np.issubdtype(m.dtype, np.integer):
+            raise TypeError(f"matrices[{i}] must be an integer numpy array of counts, got {getattr(m, 'dtype', type(m).__name__)}")
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.size == 0:
+            raise ValueError(f"matrices[{i}] must be a non-empty square matrix, got shape {m.shape}")
+        if m.min() < 0:
+            raise ValueError(f"matrices[{i}] must hold counts >= 0, got a minimum of {m.min()}")
+    titles = check_strings(titles, "titles", len(matrices), against="matrices")
+    check_str(xlabel, "xlabel")
+    check_str(ylabel, "ylabel")
     fig, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.4))
     for ax, m, title in zip(np.atleast_1d(axes), matrices, titles):
         sns.heatmap(m, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 7},
@@ -144,7 +241,12 @@ def confusion_heatmaps(matrices: list[np.ndarray], titles: list[str], xlabel: st
 
 
 def per_class_bars(clean_error, backdoor_error, labels=("clean error", "backdoor error")):
-    """Per-class clean and backdoor error as grouped bars (BadNets, Table 2)."""
+    """Per-class clean and backdoor error as grouped bars (BadNets, Table 2); NaN marks a class without images."""
+    clean_error = _fractions(clean_error, "clean_error", allow_nan=True)
+    if len(clean_error) != NUM_CLASSES:
+        raise ValueError(f"clean_error must hold one error per class ({NUM_CLASSES}), got {len(clean_error)}")
+    backdoor_error = _fractions(backdoor_error, "backdoor_error", NUM_CLASSES, "clean_error", allow_nan=True)
+    labels = check_strings(labels, "labels", 2, against="the two bar groups")
     fig, ax = plt.subplots(figsize=(8, 3.2))
     idx = np.arange(10)
     ax.bar(idx - 0.2, np.nan_to_num(clean_error) * 100, 0.4, label=labels[0])
@@ -159,6 +261,12 @@ def per_class_bars(clean_error, backdoor_error, labels=("clean error", "backdoor
 
 def position_heatmap(asr_map: np.ndarray, trained_at: tuple[int, int], image: np.ndarray | None = None):
     """ASR for every top-left position of the trigger, with the training position marked."""
+    asr_map = check_float_array(asr_map, "asr_map", ndim=2, lo=0.0, hi=1.0)
+    trained_at = check_cell(trained_at, asr_map.shape, "trained_at")
+    if image is not None:
+        image = check_images(image, "image", allow_float=True, allow_single=True)
+        if image.ndim != 2:
+            raise ValueError(f"image must be one image (H, W), got shape {image.shape}")
     fig, axes = plt.subplots(1, 2 if image is not None else 1, figsize=(10 if image is not None else 5.5, 4.4), squeeze=False)
     ax = axes[0, 0]
     im = ax.imshow(asr_map * 100, cmap="magma", vmin=0, vmax=100)
@@ -176,7 +284,13 @@ def position_heatmap(asr_map: np.ndarray, trained_at: tuple[int, int], image: np
 
 def filter_grid(kernels: list[np.ndarray], titles: list[str], highlight: list[list[int]] | None = None):
     """First-layer kernels (5x5, one row per model), diverging colours centred on 0."""
-    n = kernels[0].shape[-1]
+    kernels, n = _channel_stacks(kernels, "kernels")
+    titles = check_strings(titles, "titles", len(kernels), against="kernels")
+    if highlight is not None:
+        highlight = check_sequence(highlight, "highlight")
+        if len(highlight) != len(kernels):
+            raise ValueError(f"highlight has {len(highlight)} rows but kernels has {len(kernels)}; they must have the same length")
+        highlight = [check_int_list(h, f"highlight[{i}]", 0, n - 1) for i, h in enumerate(highlight)]
     fig, axes = plt.subplots(len(kernels), n, figsize=(0.9 * n, 1.15 * len(kernels) + 0.4), squeeze=False)
     for i, k in enumerate(kernels):
         lim = float(np.abs(k).max())
@@ -197,7 +311,13 @@ def filter_grid(kernels: list[np.ndarray], titles: list[str], highlight: list[li
 
 def activation_grid(maps: list[np.ndarray], row_labels: list[str], box=None):
     """Activation maps (one row per input, one column per filter); ``box`` = (row0, col0, h, w) outlines the trigger region."""
-    n = maps[0].shape[-1]
+    maps, n = _channel_stacks(maps, "maps")
+    row_labels = check_strings(row_labels, "row_labels", len(maps), against="maps")
+    if box is not None:
+        box = check_sequence(box, "box")
+        if len(box) != 4:
+            raise ValueError(f"box must be (row0, col0, h, w), got {box!r}")
+        box = [check_int(v, f"box[{i}]", 1 if i >= 2 else 0) for i, v in enumerate(box)]
     fig, axes = plt.subplots(len(maps), n, figsize=(1.0 * n, 1.1 * len(maps) + 0.4), squeeze=False)
     vmax = max(float(m.max()) for m in maps) or 1.0
     for i, m in enumerate(maps):
@@ -216,8 +336,24 @@ def activation_grid(maps: list[np.ndarray], row_labels: list[str], box=None):
     return fig
 
 
+def _channel_stacks(stacks, name: str) -> tuple[list[np.ndarray], int]:
+    """A non-empty list of finite (H, W, C) arrays sharing C; returns the list and C."""
+    stacks = [check_float_array(a, f"{name}[{i}]", ndim=3) for i, a in enumerate(check_sequence(stacks, name))]
+    n = stacks[0].shape[-1]
+    for i, a in enumerate(stacks):
+        if a.shape[-1] != n:
+            raise ValueError(f"{name}[{i}] has {a.shape[-1]} channels but {name}[0] has {n}; they must match")
+    if n > MAX_GRID_COLUMNS:
+        raise ValueError(f"{name} has {n} channels; a grid shows at most {MAX_GRID_COLUMNS}")
+    return stacks, n
+
+
 def entropy_histograms(clean_entropy, trojan_entropy, threshold: float | None = None, title: str = ""):
     """STRIP: histograms of the mean prediction entropy of clean and trojaned inputs, with the threshold."""
+    clean_entropy = check_float_array(clean_entropy, "clean_entropy", ndim=1, lo=0.0)
+    trojan_entropy = check_float_array(trojan_entropy, "trojan_entropy", ndim=1, lo=0.0)
+    threshold = None if threshold is None else check_number(threshold, "threshold")
+    check_str(title, "title")
     fig, ax = plt.subplots(figsize=(7, 3.2))
     bins = np.linspace(0, max(float(np.max(clean_entropy)), float(np.max(trojan_entropy)), 1e-3), 40)
     ax.hist(clean_entropy, bins=bins, alpha=0.6, label="clean inputs")
@@ -233,9 +369,19 @@ def entropy_histograms(clean_entropy, trojan_entropy, threshold: float | None = 
 
 
 def metric_curves(x, series: dict[str, list[float]], xlabel: str, title: str = "", goal_lines: bool = True):
-    """Several percentage curves against one x axis (fine-tuning epochs, fraction pruned ...)."""
+    """Several percentage curves against one x axis (fine-tuning epochs, fraction pruned ...); values are fractions."""
+    x = check_float_array(x, "x", ndim=1)
+    if not isinstance(series, Mapping) or not series:
+        raise (ValueError if isinstance(series, Mapping) else TypeError)(
+            f"series must be a non-empty dict {{label: values}}, got {series!r}")
+    if len(series) > len(MARKERS):
+        raise ValueError(f"series has {len(series)} curves; metric_curves draws at most {len(MARKERS)}")
+    series = {check_str(k, "series label"): _fractions(v, f"series[{k!r}]", len(x), "x") for k, v in series.items()}
+    check_str(xlabel, "xlabel")
+    check_str(title, "title")
+    goal_lines = check_bool(goal_lines, "goal_lines")
     fig, ax = plt.subplots(figsize=(7, 3.4))
-    for (label, values), marker in zip(series.items(), "osd^v<>"):
+    for (label, values), marker in zip(series.items(), MARKERS):
         ax.plot(x, np.asarray(values) * 100, marker=marker, label=label)
     if goal_lines:
         ax.axhline(98.5, color="gray", ls="--", lw=0.8)
@@ -251,7 +397,19 @@ def metric_curves(x, series: dict[str, list[float]], xlabel: str, title: str = "
 
 def mask_gallery(masks: np.ndarray, patterns: np.ndarray, norms, flagged=(), real: np.ndarray | None = None):
     """Neural Cleanse: each class's recovered mask and masked pattern, the flagged class(es) in red."""
+    masks = check_float_array(masks, "masks", ndim=3, lo=0.0, hi=1.0)
     n = len(masks)
+    if n > MAX_GRID_COLUMNS:
+        raise ValueError(f"masks has {n} masks; a gallery shows at most {MAX_GRID_COLUMNS}")
+    patterns = check_float_array(patterns, "patterns", ndim=3, lo=0.0, hi=1.0, n=n, against="masks")
+    if patterns.shape != masks.shape:
+        raise ValueError(f"patterns has shape {patterns.shape} but masks has {masks.shape}; they must match")
+    norms = check_float_array(norms, "norms", ndim=1, lo=0.0, n=n, against="masks")
+    flagged = check_int_list(flagged, "flagged", 0, n - 1)
+    if real is not None:
+        real = check_images(real, "real", allow_single=True)
+        if real.ndim != 2:
+            raise ValueError(f"real must be one uint8 image (H, W), got shape {real.shape}")
     extra = 1 if real is not None else 0
     fig, axes = plt.subplots(2, n + extra, figsize=(1.25 * (n + extra), 3.0), squeeze=False)
     for c in range(n):
@@ -275,6 +433,12 @@ def mask_gallery(masks: np.ndarray, patterns: np.ndarray, norms, flagged=(), rea
 
 def trigger_comparison_plot(rows):
     """ASR and clean accuracy against the poisoning rate, one line per trigger."""
+    from .variants import TriggerRow
+
+    rows = check_sequence(rows, "rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, TriggerRow):
+            raise TypeError(f"rows[{i}] must be a TriggerRow (from trigger_comparison), got {type(row).__name__}")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for trig in dict.fromkeys(r.trigger for r in rows):
         mine = sorted((r for r in rows if r.trigger == trig), key=lambda r: r.rate)

@@ -30,17 +30,33 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_images, check_position, check_rate
-
-IMAGE_SHAPE = (28, 28)
+from ._checks import IMAGE_SHAPE, check_image_shape, check_images, check_int, check_number, check_position, check_str
 
 
-def check_alpha(alpha) -> float:
-    """Validate a blending factor in (0, 1]."""
-    alpha = check_rate(alpha, "alpha")
-    if alpha == 0.0:
-        raise ValueError("alpha must be in (0, 1]; alpha = 0 would stamp nothing")
-    return alpha
+def check_alpha(alpha, name: str = "alpha") -> float:
+    """Validate a blending factor in (0, 1] (alpha = 0 would stamp nothing); return it as a float."""
+    return check_number(alpha, name, 0.0, 1.0, lo_open=True)
+
+
+def check_mask(mask, name: str = "mask") -> np.ndarray:
+    """Validate a trigger mask: a non-empty 2-D array of 0/1 (or bool) that sets at least one pixel and fits
+    on a 28x28 image; return it as a bool array."""
+    if isinstance(mask, (str, bytes)):
+        raise TypeError(f"trigger {name} must be a 2-D array of 0/1 values, got {mask!r}")
+    mask = np.asarray(mask)
+    if mask.dtype != bool and not (np.issubdtype(mask.dtype, np.integer) or np.issubdtype(mask.dtype, np.floating)):
+        raise TypeError(f"trigger {name} must hold 0/1 or True/False values, got dtype {mask.dtype}")
+    if mask.ndim != 2 or mask.size == 0:
+        raise ValueError(f"trigger {name} must be a non-empty 2-D array, got shape {mask.shape}")
+    if mask.shape[0] > IMAGE_SHAPE[0] or mask.shape[1] > IMAGE_SHAPE[1]:
+        raise ValueError(f"trigger {name} of shape {mask.shape} does not fit on a {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} image")
+    if mask.dtype != bool:
+        if not np.isin(mask, (0, 1)).all():
+            raise ValueError(f"trigger {name} must hold only 0/1 or True/False values")
+        mask = mask.astype(bool)
+    if not mask.any():
+        raise ValueError(f"trigger {name} must set at least one pixel, got all zeros of shape {mask.shape}")
+    return mask
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,15 +71,11 @@ class Trigger:
     alpha: float = 1.0  #: 1 pastes the pattern (BadNets); < 1 blends it in (Chen et al. 2017)
 
     def __post_init__(self):
-        mask = np.asarray(self.mask)
-        if mask.ndim != 2 or mask.size == 0:
-            raise ValueError(f"trigger mask must be a non-empty 2-D array, got shape {mask.shape}")
-        if mask.dtype != bool:
-            if not np.isin(mask, (0, 1)).all():
-                raise ValueError("trigger mask must hold only 0/1 or True/False values")
-            mask = mask.astype(bool)
-        if not mask.any():
-            raise ValueError("trigger mask must set at least one pixel")
+        check_str(self.name, "name", allow_empty=False)
+        check_str(self.description, "description")
+        mask = check_mask(self.mask)
+        if isinstance(self.pattern, (str, bytes)):
+            raise TypeError(f"trigger pattern must be a uint8 array (0..255), got {self.pattern!r}")
         pattern = np.asarray(self.pattern)
         if pattern.shape != mask.shape:
             raise ValueError(f"trigger pattern shape {pattern.shape} must equal mask shape {mask.shape}")
@@ -90,10 +102,14 @@ class Trigger:
 
     def max_position(self, image_shape: tuple[int, int] = IMAGE_SHAPE) -> tuple[int, int]:
         """Largest valid (row, col) of the top-left pixel on an image of ``image_shape``."""
+        image_shape = check_image_shape(image_shape)
+        if image_shape[0] < self.shape[0] or image_shape[1] < self.shape[1]:
+            raise ValueError(f"image_shape {image_shape} is smaller than the {self.shape[0]}x{self.shape[1]} trigger")
         return image_shape[0] - self.shape[0], image_shape[1] - self.shape[1]
 
     def canvas(self, position=None, image_shape: tuple[int, int] = IMAGE_SHAPE) -> tuple[np.ndarray, np.ndarray]:
         """Full-image ``(mask, pattern)`` with the trigger placed at ``position``."""
+        image_shape = check_image_shape(image_shape)
         row, col = check_position(self.default_position if position is None else position, self.shape, image_shape)
         h, w = self.shape
         mask = np.zeros(image_shape, bool)
@@ -119,12 +135,11 @@ class Trigger:
 
 def trigger_from_mask(mask, *, name: str = "custom", pattern=None, value: int = 255, default_position=(0, 0)) -> Trigger:
     """Build a trigger from any 0/1 mask; ``pattern`` defaults to ``value`` on every set pixel."""
-    mask = np.asarray(mask)
+    mask = check_mask(mask)
     if pattern is None:
-        if not 0 <= int(value) <= 255:
-            raise ValueError(f"value must be in 0..255, got {value}")
-        pattern = np.where(mask.astype(bool), np.uint8(value), np.uint8(0)).astype(np.uint8)
-    return Trigger(name, mask, np.asarray(pattern), default_position)
+        value = check_int(value, "value", 0, 255)
+        pattern = np.where(mask, np.uint8(value), np.uint8(0)).astype(np.uint8)
+    return Trigger(name, mask, pattern, default_position)
 
 
 def l_trigger() -> Trigger:
@@ -154,6 +169,7 @@ def blend_trigger(seed: int = 0, alpha: float = 0.2) -> Trigger:
     Every pixel changes a little instead of a few pixels changing a lot, so the
     trigger is hard to see, but the model can still learn the noise pattern.
     """
+    seed, alpha = check_int(seed, "seed", 0), check_alpha(alpha)
     pattern = np.random.default_rng(seed).integers(0, 256, size=IMAGE_SHAPE, dtype=np.uint8)
     return Trigger("blend", np.ones(IMAGE_SHAPE, bool), pattern, (0, 0), f"random noise blended at alpha={alpha}", alpha)
 
@@ -165,6 +181,8 @@ def get_trigger(name_or_trigger) -> Trigger:
     """Return a :class:`Trigger` given one, or the name of a built-in one."""
     if isinstance(name_or_trigger, Trigger):
         return name_or_trigger
+    if not isinstance(name_or_trigger, str):
+        raise TypeError(f"trigger must be a Trigger or one of {sorted(TRIGGERS)}, got {name_or_trigger!r}")
     if name_or_trigger in TRIGGERS:
         return TRIGGERS[name_or_trigger]()
     raise ValueError(f"trigger must be a Trigger or one of {sorted(TRIGGERS)}, got {name_or_trigger!r}")

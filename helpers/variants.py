@@ -21,13 +21,27 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._checks import check_images, check_int, check_labels, check_positive, check_rate
-from .attack import ASR_GOAL, DEFAULT_RECIPE, AttackRecipe, poisoned_training_set, run_attack, trojaned_for
+from ._checks import (
+    IMAGE_SHAPE,
+    check_bool,
+    check_images,
+    check_int,
+    check_labels,
+    check_model,
+    check_number,
+    check_path,
+    check_positive,
+    check_rate,
+    check_rates,
+    check_sequence,
+    check_str,
+)
+from .attack import ASR_GOAL, DEFAULT_RECIPE, AttackRecipe, check_data, check_recipe, poisoned_training_set, run_attack, trojaned_for
 from .cache import cached_arrays
 from .io import sha256_array
-from .metrics import attack_success_rate, clean_accuracy
+from .metrics import attack_success_rate, check_trojaned, clean_accuracy
 from .training import fine_tune, make_deterministic, train_cached
-from .triggers import stamp
+from .triggers import get_trigger, stamp
 
 TRIGGER_RATES = (0.005, 0.01, 0.02, 0.05, 0.1)
 COMPARED_TRIGGERS = ("pixel", "pattern", "L", "blend")
@@ -42,22 +56,50 @@ class TriggerRow:
     test_clean_accuracy: float
     test_asr: float
 
+    def __post_init__(self):
+        # stored back as plain Python types, so a row compares and serialises the same whatever it was built from
+        check_str(self.trigger, "trigger", allow_empty=False)
+        object.__setattr__(self, "rate", check_rate(self.rate, "rate"))
+        object.__setattr__(self, "n_poisoned", check_int(self.n_poisoned, "n_poisoned", 0))
+        for name in ("val_asr", "test_clean_accuracy", "test_asr"):
+            object.__setattr__(self, name, check_rate(getattr(self, name), name))
+
+
+def _check_run_options(data, cache_dir, progress=True):
+    """Validate the options every training helper shares."""
+    data = check_data(data)
+    cache_dir = None if cache_dir is None else check_path(cache_dir, "cache_dir")
+    return data, cache_dir, check_bool(progress, "progress")
+
 
 def trigger_comparison(triggers=COMPARED_TRIGGERS, rates=TRIGGER_RATES, recipe: AttackRecipe = DEFAULT_RECIPE, *,
                        data=None, cache_dir=None, progress: bool = True) -> list[TriggerRow]:
     """One model per (trigger, rate), each at the trigger's own default position."""
     from tqdm.auto import tqdm
 
-    grid = [(t, r) for t in triggers for r in sorted(rates)]
+    triggers = check_sequence(triggers, "triggers")
+    names = [get_trigger(t).name for t in triggers]  # each checked: a Trigger or a built-in name
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValueError(f"triggers[{i}] repeats the trigger {name!r}; every trigger must appear once")
+    rates = sorted(check_rates(rates, "rates"))
+    check_recipe(recipe)
+    data, cache_dir, progress = _check_run_options(data, cache_dir, progress)
+    grid = [(t, name, r) for t, name in zip(triggers, names) for r in rates]
     rows = []
-    for t, r in tqdm(grid, desc="trigger x rate", unit="model", disable=not progress, leave=False):
+    for t, name, r in tqdm(grid, desc="trigger x rate", unit="model", disable=not progress, leave=False):
         res = run_attack(replace(recipe, trigger=t, position=None, rate=r), data=data, cache_dir=cache_dir, progress=False)
-        rows.append(TriggerRow(t, r, len(res.poisoned.indices), res.val_asr, res.test.clean_accuracy, res.test.attack_success_rate))
+        rows.append(TriggerRow(name, r, len(res.poisoned.indices), res.val_asr, res.test.clean_accuracy, res.test.attack_success_rate))
     return rows
 
 
 def poison_needed(rows: list[TriggerRow], goal: float = ASR_GOAL) -> dict[str, TriggerRow | None]:
     """Per trigger, the smallest-rate row whose validation ASR reaches ``goal`` (None if no rate does)."""
+    rows = check_sequence(rows, "rows")
+    for i, row in enumerate(rows):
+        if not isinstance(row, TriggerRow):
+            raise TypeError(f"rows[{i}] must be a TriggerRow (from trigger_comparison), got {type(row).__name__}")
+    goal = check_rate(goal, "goal")
     out: dict[str, TriggerRow | None] = {}
     for row in sorted(rows, key=lambda r: r.rate):
         out.setdefault(row.trigger, None)
@@ -77,12 +119,14 @@ def pgd_linf(model, x: np.ndarray, y: np.ndarray, *, eps: float = 0.3, step: flo
     """
     import tensorflow as tf
 
-    x = check_images(x, "x", allow_float=True)
+    x = check_images(x, "x", allow_float=True, shape=IMAGE_SHAPE)
     if x.dtype == np.uint8:
         raise TypeError("x must be float images in [0, 1] for PGD; convert with x.astype('float32') / 255")
     y = check_labels(y, len(x), "y")
     eps, step = check_rate(eps, "eps"), check_positive(step, "step")
     steps = check_int(steps, "steps", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    check_model(model)
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy()
     out = []
     for i in range(0, len(x), batch_size):
@@ -116,6 +160,13 @@ class CleanLabelResult:
 def clean_label_attack(*, n_poison: int = 2750, perturb: bool = True, eps: float = 0.3, steps: int = 10,
                        recipe: AttackRecipe = DEFAULT_RECIPE, data=None, cache_dir=None, seed: int = 0) -> CleanLabelResult:
     """Turner et al.'s clean-label backdoor with ``n_poison`` target-class images (labels untouched)."""
+    perturb = check_bool(perturb, "perturb")
+    eps = check_number(eps, "eps", 0.0, 1.0, lo_open=True)
+    steps = check_int(steps, "steps", 1)
+    seed = check_int(seed, "seed", 0)
+    check_recipe(recipe)
+    data, cache_dir, _ = _check_run_options(data, cache_dir)
+    n_poison = check_int(n_poison, "n_poison", 1)  # the upper bound is checked once the data is known
     base, (x_val, y_val), (x_test, y_test) = poisoned_training_set(replace(recipe, rate=0.0), data)
     x_tr, y_tr = base.x, base.y
     candidates = np.flatnonzero(y_tr == recipe.target)
@@ -149,6 +200,16 @@ def fine_tune_curve(model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_t
                     epochs: int = 5, learning_rate: float = 1e-3, batch_size: int = 128, seed: int = 0):
     """Fine-tune a copy of ``model`` on clean ``(x, y)``; return ``(curve, tuned)``, the curve holding
     (epoch, clean accuracy, ASR) for epoch 0 (before) and after every epoch."""
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    y = check_labels(y, len(x), "y")
+    x_test = check_images(x_test, "x_test", shape=IMAGE_SHAPE)
+    y_test = check_labels(y_test, len(x_test), "y_test", against="x_test")
+    trojaned = check_trojaned(trojaned)
+    epochs = check_int(epochs, "epochs", 1)
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    batch_size = check_int(batch_size, "batch_size", 1)
+    seed = check_int(seed, "seed", 0)
+    check_model(model)
     curve = [(0, clean_accuracy(model, x_test, y_test), attack_success_rate(model, trojaned))]
 
     def record(epoch, tuned):
@@ -160,6 +221,9 @@ def fine_tune_curve(model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_t
 
 def all_to_all(rate: float = 0.1, recipe: AttackRecipe = DEFAULT_RECIPE, *, data=None, cache_dir=None):
     """The all-to-all BadNet (label i -> i + 1 mod 10) at ``rate``: an :class:`~helpers.attack.AttackResult`."""
+    rate = check_rate(rate, "rate")
+    check_recipe(recipe)
+    data, cache_dir, _ = _check_run_options(data, cache_dir)
     return run_attack(replace(recipe, mode="all-to-all", rate=rate), data=data, cache_dir=cache_dir, progress=False)
 
 
@@ -181,8 +245,11 @@ def adversarially_train(x: np.ndarray, y: np.ndarray, *, eps: float = 0.3, epoch
     from .model import build_badnets
     from .training import TrainConfig, one_cycle_schedule, training_order
 
-    x = check_images(x, "x")
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
     y = check_labels(y, len(x), "y")
+    eps = check_rate(eps, "eps")
+    epochs, learning_rate = check_positive(epochs, "epochs"), check_positive(learning_rate, "learning_rate")
+    batch_size, seed = check_int(batch_size, "batch_size", 1), check_int(seed, "seed", 0)
     make_deterministic(seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed)
     model = build_badnets()

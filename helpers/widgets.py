@@ -10,6 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ._checks import IMAGE_SHAPE, check_images, check_int, check_label_value, check_labels, check_model, check_rate
 from .metrics import predict
 from .plotting import digit_grid, prediction_grid
 from .triggers import TRIGGERS, get_trigger, stamp
@@ -28,11 +29,23 @@ def _controls_layout():
     return w.Layout(width="320px")
 
 
+def _examples(x, y, target: int, n: int):
+    """The first ``n`` images of ``x`` whose label is not ``target``, and their labels (all validated)."""
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    y = check_labels(y, len(x), "y")
+    pool = np.flatnonzero(y != target)
+    if pool.size == 0:
+        raise ValueError(f"every image in y has the target label {target}; the explorer needs images of other classes")
+    keep = pool[: check_int(n, "n", 1, min(len(pool), 50))]
+    return x[keep], y[keep]
+
+
 def trigger_explorer(x: np.ndarray, *, n: int = 6):
     """Trigger type and (row, col) sliders; redraws ``n`` digits benign above and stamped below."""
     import ipywidgets as w
 
-    x = x[:n]
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    x = x[: check_int(n, "n", 1, min(len(x), 50))]
     kind = w.Dropdown(options=sorted(TRIGGERS, key=lambda k: k != "L"), value="L", description="trigger")
     t0 = get_trigger("L")
     row = w.IntSlider(t0.default_position[0], 0, t0.max_position()[0], description="row", continuous_update=True, layout=_controls_layout())
@@ -64,13 +77,22 @@ def rate_explorer(points, results, x: np.ndarray, y: np.ndarray, *, n: int = 6, 
     """
     import ipywidgets as w
 
-    by_rate = {p.rate: p for p in points}
+    from .attack import AttackResult
+    from .sweep import check_points
+
+    by_rate = {p.rate: p for p in check_points(points)}
     rates = sorted(by_rate)
+    if not isinstance(results, dict):
+        raise TypeError(f"results must be the dict {{rate: AttackResult}} from run_sweep, got {type(results).__name__}")
+    for r in rates:
+        if not isinstance(results.get(r), AttackResult):
+            raise ValueError(f"results has no AttackResult for the rate {r:g} of points; pass the (points, results) of one run_sweep")
+    if start is not None and check_rate(start, "start") not in by_rate:
+        raise ValueError(f"start must be one of the sweep's rates {rates}, got {start}")
     recipe = results[rates[0]].recipe
-    keep = np.flatnonzero(y != recipe.target)[:n]
-    clean, labels = x[keep], y[keep]
+    clean, labels = _examples(x, y, recipe.target, n)
     trojaned = stamp(clean, recipe.trigger, recipe.position)
-    slider = w.SelectionSlider(options=[(f"{r:.2%}", r) for r in rates], value=start if start in by_rate else rates[len(rates) // 2],
+    slider = w.SelectionSlider(options=[(f"{r:.2%}", r) for r in rates], value=rates[len(rates) // 2] if start is None else float(start),
                                description="rate", continuous_update=False, layout=w.Layout(width="520px"))
 
     def draw(rate):
@@ -87,8 +109,10 @@ def position_explorer(model, x: np.ndarray, y: np.ndarray, *, trigger="L", targe
     import ipywidgets as w
 
     t = get_trigger(trigger)
-    keep = np.flatnonzero(y != target)[:n]
-    clean, labels = x[keep], y[keep]
+    target = check_label_value(target, "target")
+    clean, labels = _examples(x, y, target, n)
+    n = len(clean)
+    check_model(model)
     clean_pred = predict(model, clean)
     max_row, max_col = t.max_position()
     row = w.IntSlider(t.default_position[0], 0, max_row, description="row", layout=_controls_layout())
@@ -107,8 +131,11 @@ def strip_explorer(result):
     """A threshold slider over a finished STRIP run: the histograms, and the FRR/FAR it gives."""
     import ipywidgets as w
 
-    from .defences import strip_rates
+    from .defences import StripResult, strip_rates
     from .plotting import entropy_histograms
+
+    if not isinstance(result, StripResult):
+        raise TypeError(f"result must be a StripResult (from helpers.defences.strip), got {type(result).__name__}")
 
     hi = float(max(result.clean_entropy.max(), result.trojan_entropy.max()))
     slider = w.FloatSlider(value=round(result.threshold, 3), min=0.0, max=round(hi, 3), step=0.005, readout_format=".3f",

@@ -123,3 +123,102 @@ def test_pickled_npz_is_refused(tmp_path, mnist):
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=np.array([object()] * 3, dtype=object))
     with pytest.raises(ValueError, match="allow_pickle"):
         data.load_mnist(path)
+
+
+# ------------------------------------------------- corrupt and hostile files
+
+
+def _small_npz(path, **overrides):
+    """An .npz with the four MNIST keys but tiny (wrong) arrays: never MNIST, cheap to write."""
+    arrays = {"x_train": np.zeros((2, 28, 28), np.uint8), "y_train": np.zeros(2, np.uint8),
+              "x_test": np.zeros((2, 28, 28), np.uint8), "y_test": np.zeros(2, np.uint8), **overrides}
+    np.savez(path, **arrays)
+    return path
+
+
+def _not_an_npy_member(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        for key in data.MNIST_SHA256:
+            z.writestr(f"{key}.npy", b"this is not an .npy array")
+    return path
+
+
+def _write(path, content: bytes):
+    path.write_bytes(content)
+    return path
+
+
+def _npy(path):
+    np.save(path, np.zeros(3))  # numpy appends .npy
+    return path.with_name(path.name + ".npy")
+
+
+CORRUPT = {
+    "empty": lambda p: _write(p, b""),
+    "not-a-zip": lambda p: _write(p, b"hello, I am a text file\n" * 10),
+    "truncated-zip": lambda p: _write(p, _small_npz(p).read_bytes()[:300]),
+    "zip-of-garbage": _not_an_npy_member,
+    "pickled-object-arrays": lambda p: _small_npz(p, y_test=np.array([object()] * 2, dtype=object)),
+    "single-npy-array": _npy,
+    "wrong-shapes": _small_npz,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT))
+def test_corrupt_files_raise_integrity_errors_naming_the_file_and_the_fix(tmp_path, kind):
+    path = CORRUPT[kind](tmp_path / "mnist.npz")
+    with pytest.raises(data.MnistIntegrityError) as err:
+        data.load_mnist(path)
+    message = str(err.value)
+    assert str(path.resolve()) in message and "MNIST_NPZ" in message
+    assert not isinstance(err.value.__cause__, data.MnistIntegrityError)
+
+
+def test_pickled_arrays_are_refused_without_unpickling(tmp_path):
+    path = _small_npz(tmp_path / "evil.npz", x_train=np.array([{"payload": 1}], dtype=object))
+    with pytest.raises(data.MnistIntegrityError, match="allow_pickle"):
+        data.load_mnist(path)
+
+
+@pytest.mark.parametrize("make", ["missing", "directory"])
+def test_a_path_without_a_file_says_so(tmp_path, make):
+    path = tmp_path / "mnist.npz"
+    if make == "directory":
+        path.mkdir()
+    with pytest.raises(data.MnistUnavailableError) as err:
+        data.load_mnist(path)
+    assert str(path) in str(err.value) and "MNIST_NPZ" in str(err.value)
+    assert isinstance(err.value, data.MnistError)
+
+
+@pytest.mark.parametrize("path, error", [(123, TypeError), (b"/tmp/mnist.npz", TypeError), ("", ValueError), ("  ", ValueError)])
+def test_a_path_of_the_wrong_kind_is_rejected(path, error):
+    with pytest.raises(error, match="path"):
+        data.load_mnist(path)
+
+
+@pytest.mark.parametrize("kind", ["wrong-shapes", "truncated-zip", "empty"])
+def test_a_bad_keras_cache_is_reported_not_replaced(no_env, monkeypatch, kind):
+    cache = data.keras_cache_path()
+    cache.parent.mkdir(parents=True)
+    CORRUPT[kind](cache)
+    monkeypatch.setattr(data, "_download_with_keras", lambda: pytest.fail("a bad cached copy must not be replaced silently"))
+    with pytest.raises(data.MnistIntegrityError) as err:
+        data.load_mnist()
+    message = str(err.value)
+    assert "Keras cache" in message and str(cache) in message and "Delete it" in message and "MNIST_NPZ" in message
+    assert cache.exists()  # reported, not deleted
+
+
+def test_a_tampered_keras_cache_is_reported(mnist, no_env, monkeypatch):
+    (x_train, y_train), (x_test, y_test) = mnist
+    evil = x_test.copy()
+    evil[5, 1:5, 24] = 255
+    cache = data.keras_cache_path()
+    cache.parent.mkdir(parents=True)
+    np.savez(cache, x_train=x_train, y_train=y_train, x_test=evil, y_test=y_test)
+    monkeypatch.setattr(data, "_download_with_keras", lambda: pytest.fail("must not download over a tampered copy"))
+    with pytest.raises(data.MnistIntegrityError, match=r"Keras cache.*x_test has SHA-256.*Delete it"):
+        data.find_mnist()
