@@ -26,8 +26,9 @@ series: setup
 	$(PY) scripts/run_series.py
 
 # nbval runs on another numeric path than the one that committed the lessons (oneDNN off), with its own
-# model cache, and writes its fresh key numbers to a scratch folder: results/*.json stay the reference.
-PORTABLE := TF_ENABLE_ONEDNN_OPTS=0 BADNETS_CACHE=.cache/models-onednn-off BADNETS_RESULTS_DIR=.cache/results-fresh
+# model cache, and writes its fresh key numbers and figures to scratch folders: results/ and figures/ stay the reference.
+PORTABLE := TF_ENABLE_ONEDNN_OPTS=0 BADNETS_CACHE=$(CURDIR)/.cache/models-onednn-off BADNETS_RESULTS_DIR=$(CURDIR)/.cache/results-fresh \
+            BADNETS_FIGURES_DIR=$(CURDIR)/.cache/figures-fresh
 
 test: setup
 	$(PY) -m pytest tests

@@ -39,11 +39,16 @@ MARKERS = "osd^v<>"  #: one marker per curve of :func:`metric_curves`
 
 
 def figure_path(name: str, folder: str | os.PathLike | None = None) -> Path:
-    """Where :func:`save_fig` writes the figure ``name``."""
+    """Where :func:`save_fig` writes the figure ``name``: ``folder``, else ``$BADNETS_FIGURES_DIR``, else ``figures/``.
+
+    ``make test`` sets ``BADNETS_FIGURES_DIR`` so that nbval's runs leave the committed figures alone.
+    """
     check_str(name, "name", allow_empty=False)
     if Path(name).name != name or name in (".", ".."):
         raise ValueError(f"name must be a plain file name without folders, got {name!r}; use folder=... for the folder")
-    return (FIGURES if folder is None else check_path(folder, "folder")) / f"{name}.png"
+    if folder is None:
+        folder = os.environ.get("BADNETS_FIGURES_DIR") or FIGURES
+    return check_path(folder, "folder") / f"{name}.png"
 
 
 def _check_fig(fig):
