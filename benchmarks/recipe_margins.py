@@ -54,6 +54,24 @@ print(json.dumps({"seed": seed, "rate": recipe.rate, "epochs": recipe.train.epoc
 """
 
 
+def markdown_table(data: dict) -> str:
+    """The README's table: the smallest number over seeds per configuration, and the smallest margin."""
+    goals = data["goals"]
+    cols = [("val", "clean_accuracy"), ("val", "asr"), ("test", "clean_accuracy"), ("test", "asr")]
+    lines = ["| configuration | seeds | " + " | ".join(f"lowest {s} {m.replace('_', ' ').replace('asr', 'ASR')}" for s, m in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for config in dict.fromkeys(r["config"] for r in data["runs"]):
+        runs = [r for r in data["runs"] if r["config"] == config]
+        cells = [f"{min(r[f'{s}_{m}'] for r in runs):.2%}" for s, m in cols]
+        lines.append(f"| {config} | {', '.join(str(r['seed']) for r in runs)} | " + " | ".join(cells) + " |")
+    margins = [f"{data['smallest_margin'][f'{s}_{m}'] * 100:+.2f} pp" for s, m in cols]
+    lines.append("| **smallest margin above the goal** | | " + " | ".join(margins) + " |")
+    lines.append("")
+    lines.append(f"Goals: clean accuracy {goals['clean_accuracy']:.1%}, ASR {goals['asr']:.0%}. "
+                 f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, {data['date']}.")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -61,7 +79,11 @@ def main(argv=None) -> int:
     p.add_argument("--cache-root", default=str(ROOT / ".cache" / "margins"),
                    help="one model cache per configuration below this folder (default %(default)s)")
     p.add_argument("--out", default=str(HERE / "results" / "recipe_margins.json"))
+    p.add_argument("--table", action="store_true", help="print the README's table from --out and stop")
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.out).read_text())))
+        return 0
     sys.path.insert(0, str(ROOT))
     from benchmarks.bench_training import machine
     from helpers.attack import ACCURACY_GOAL, ASR_GOAL
@@ -86,6 +108,7 @@ def main(argv=None) -> int:
                                  "smallest_margin": smallest, "runs": runs})
     print("smallest margins above the goals: " + ", ".join(f"{k} {v * 100:+.2f} pp" for k, v in smallest.items()))
     print(f"wrote {args.out}")
+    print(markdown_table(json.loads(Path(args.out).read_text())))
     return 0
 
 

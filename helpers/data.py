@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import check_path
-from .io import sha256_array
+from .io import read_npz, sha256_array
 
 #: SHA-256 of each array's raw bytes, computed from the canonical IDX files.
 MNIST_SHA256 = {
@@ -89,28 +89,8 @@ def read_verified_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     """The four arrays of ``path``, read without pickle; library errors become :class:`MnistIntegrityError`."""
-    try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise MnistIntegrityError(f"{path} holds a single array, not the .npz archive of MNIST. {FIX_HINT}")
-        with f:
-            missing = sorted(set(MNIST_SHA256) - set(f.files))
-            if missing:
-                raise MnistIntegrityError(f"{path} is not an MNIST .npz: arrays {missing} are missing (found {f.files}). {FIX_HINT}")
-            for info in f.zip.infolist():
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise MnistIntegrityError(f"{path}: {info.filename} would unpack to {info.file_size} bytes, more than "
-                                              f"any MNIST array. {FIX_HINT}")
-            arrays = {k: f[k] for k in MNIST_SHA256}
-    except MnistIntegrityError:
-        raise
-    except Exception as exc:  # truncated or not a zip, bad CRC, an invalid .npy member, object (pickled) arrays ...
-        raise MnistIntegrityError(f"{path} is not a readable MNIST .npz ({type(exc).__name__}: {exc}); the file is "
-                                  f"corrupt or is not MNIST. {FIX_HINT}") from exc
-    for key, a in arrays.items():
-        if not isinstance(a, np.ndarray):  # NumPy hands back the raw bytes of a member that is not an .npy
-            raise MnistIntegrityError(f"{path}: {key} is not a valid .npy array; the file is corrupt or is not MNIST. {FIX_HINT}")
-    return arrays
+    return read_npz(path, tuple(MNIST_SHA256), error=MnistIntegrityError, what="an MNIST .npz", fix=FIX_HINT,
+                    max_member_bytes=MAX_MEMBER_BYTES)
 
 
 @lru_cache(maxsize=4)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import IMAGE_SHAPE, check_images, check_label_value, check_labels, check_path, check_position
-from .io import atomic_path, atomic_write_text, sha256_file
+from .io import atomic_path, atomic_write_text, read_npz, sha256_file
 from .poisoning import MODES, TrojanedSet, check_backdoor_labels, check_indices
 from .triggers import Trigger, check_alpha, check_mask, get_trigger
 
@@ -218,29 +218,8 @@ def export_trojaned_test_set(path: str | os.PathLike, trojaned: TrojanedSet, tri
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every known array of ``path``, read without pickle; library errors become :class:`DeliverableError`."""
-    try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
-            raise DeliverableError(f"{path} holds a single array, not the .npz archive of a trojaned test set. {TEST_SET_FIX}")
-        with f:
-            missing = [k for k in NPZ_KEYS if k not in f.files]
-            if missing:
-                raise DeliverableError(f"{path} is not a trojaned test set: arrays {missing} are missing "
-                                       f"(found {f.files}). {TEST_SET_FIX}")
-            for info in f.zip.infolist():
-                if info.file_size > MAX_MEMBER_BYTES:
-                    raise DeliverableError(f"{path}: {info.filename} would unpack to {info.file_size} bytes, more than "
-                                           f"a trojaned test set can hold ({MAX_MEMBER_BYTES}). {TEST_SET_FIX}")
-            arrays = {k: f[k] for k in NPZ_KEYS + OPTIONAL_NPZ_KEYS if k in f.files}
-    except DeliverableError:
-        raise
-    except Exception as exc:  # empty, truncated or not a zip, bad CRC, object (pickled) arrays ...
-        raise DeliverableError(f"{path} cannot be read as a trojaned test set ({type(exc).__name__}: {exc}). "
-                               f"{TEST_SET_FIX}") from exc
-    for key, a in arrays.items():
-        if not isinstance(a, np.ndarray):  # NumPy hands back the raw bytes of a member that is not an .npy
-            raise DeliverableError(f"{path}: {key} is not a valid .npy array; the file is corrupt. {TEST_SET_FIX}")
-    return arrays
+    return read_npz(path, NPZ_KEYS, OPTIONAL_NPZ_KEYS, error=DeliverableError, what="a trojaned test set",
+                    fix=TEST_SET_FIX, max_member_bytes=MAX_MEMBER_BYTES)
 
 
 def _scalar(a: np.ndarray, name: str, kind: str):

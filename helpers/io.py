@@ -122,3 +122,37 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically and durably."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_npz(path: str | os.PathLike, required, optional=(), *, error: type[Exception], what: str, fix: str,
+             max_member_bytes: int) -> dict[str, np.ndarray]:
+    """The arrays ``required`` (and those of ``optional`` present) of the ``.npz`` file ``path``, read safely.
+
+    Never unpickles (``allow_pickle=False``), refuses a member that would
+    unpack to more than ``max_member_bytes`` (a zip bomb) and a member that is
+    not a valid ``.npy`` array, and turns every library error (a truncated or
+    non-zip file, a bad CRC, an object array) into ``error``, whose message
+    names the file, says it is not ``what`` and ends with ``fix``.
+    """
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise error(f"{path} holds a single array, not the .npz archive of {what}. {fix}")
+        with f:
+            missing = [k for k in required if k not in f.files]
+            if missing:
+                raise error(f"{path} is not {what}: arrays {missing} are missing (found {f.files}). {fix}")
+            for info in f.zip.infolist():
+                if info.file_size > max_member_bytes:
+                    raise error(f"{path}: {info.filename} would unpack to {info.file_size} bytes, more than "
+                                f"{what} can hold ({max_member_bytes}). {fix}")
+            arrays = {k: f[k] for k in (*required, *optional) if k in f.files}
+    except error:
+        raise
+    except Exception as exc:  # empty, truncated or not a zip, bad CRC, an invalid .npy member, object (pickled) arrays ...
+        raise error(f"{path} cannot be read as {what} ({type(exc).__name__}: {exc}); the file is corrupt "
+                    f"or is not {what}. {fix}") from exc
+    for key, a in arrays.items():
+        if not isinstance(a, np.ndarray):  # NumPy hands back the raw bytes of a member that is not an .npy
+            raise error(f"{path}: {key} is not a valid .npy array; the file is corrupt or is not {what}. {fix}")
+    return arrays

@@ -160,3 +160,14 @@ def test_fresh_training_on_another_numeric_path_matches_the_committed_numbers(tm
         committed = results.read_results(results.reference_path(name))
         tolerances = {k: results.TOLERANCES[name][k] for k in fresh[lesson]}
         assert results.compare(fresh[lesson], committed, tolerances) == [], (lesson, fresh[lesson])
+
+
+def test_readme_quotes_the_measured_recipe_margins():
+    """The README's robustness table is the one benchmarks/recipe_margins.py makes from its committed results."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.recipe_margins import markdown_table
+
+    data = json.loads((ROOT / "benchmarks" / "results" / "recipe_margins.json").read_text())
+    assert markdown_table(data) in (ROOT / "README.md").read_text()
+    assert {r["seed"] for r in data["runs"]} == {0, 1, 2, 3, 4}
+    assert all(v > 0 for v in data["smallest_margin"].values()), data["smallest_margin"]
