@@ -17,6 +17,7 @@ One module per concept, each introduced by the lesson that first needs it:
 - :mod:`helpers.variants`    all-to-all, trigger comparison, clean-label, fine-tuning (lesson 06)
 - :mod:`helpers.defences`    STRIP, activation clustering, spectral signatures, fine-pruning, Neural Cleanse (lesson 07)
 - :mod:`helpers.cache`       the on-disk cache of trained models and computed arrays (lessons 01, 06, 07)
+- :mod:`helpers.results`     each lesson's key numbers in results/, checked with stated tolerances (every lesson)
 
 Importing :mod:`helpers` itself is cheap: TensorFlow loads only when a module
 that needs it is used.

@@ -85,7 +85,7 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "06_attack_variants": {
         "all_to_all_asr": 0.03,
         "all_to_all_clean_accuracy": 0.005,
-        "pixel_best_asr": 0.05,
+        "pixel_best_asr": 0.02,
         "pattern_best_asr": 0.01,
         "l_best_asr": 0.01,
         "blend_best_asr": 0.01,
@@ -100,8 +100,8 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "ac_precision": 0.1,
         "ac_recall": 0.1,
         "ac_clean_model_flagged_fraction": 0.02,
-        "fp_asr_after": 0.2,
-        "fp_clean_accuracy_after": 0.01,
+        "fp_asr_after": 0.3,  # chosen by the lowest ASR among fine-tuned models: swings by points
+        "fp_clean_accuracy_after": 0.015,
         "nc_flags_target": 0,
         "nc_clean_model_flagged": 0,
     },

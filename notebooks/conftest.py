@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from nbval.plugin import IPyNbCell, transform_streams_for_comparison
+from nbval.plugin import IPyNbCell
 
 NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 TEXT_KEYS = ("text/plain", "text/markdown", "text/html", "text/latex")
@@ -66,9 +66,8 @@ def compare_outputs(self, test, ref, skip_compare=None):
     settings = approx_settings(self.cell)
     if settings is None:
         return _nbval_compare(self, test, ref, skip_compare)
-    test, ref = transform_streams_for_comparison(test), transform_streams_for_comparison(ref)
-    for new, old in zip(test, ref):
-        if new.get("output_type") != old.get("output_type"):
+    for new, old in zip(test, ref):  # both already coalesced by nbval: one stream output per run of prints
+        if new.get("output_type") != old.get("output_type") or new.get("name") != old.get("name"):
             continue
         if "text" in new and "text" in old:
             a, b = self.sanitize(_join(old["text"])), self.sanitize(_join(new["text"]))

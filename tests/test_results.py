@@ -148,11 +148,12 @@ print(json.dumps({{
 
 @pytest.mark.slow
 def test_fresh_training_on_another_numeric_path_matches_the_committed_numbers(tmp_path):
-    """Retrain the chosen model and the clean baseline from a cold cache, with oneDNN limited to AVX2 and one
-    thread (the committing machine uses AVX-512 and two), and compare with results/ within the stated tolerances."""
+    """Retrain the chosen model and the clean baseline from a cold cache with oneDNN off (TensorFlow's own kernels;
+    the lessons were committed with oneDNN on, and nbval runs with oneDNN limited to AVX2), and compare them with
+    results/ within the stated tolerances."""
     sweep_file = results.reference_path("03_poisoning_rate_sweep")
     env = dict(os.environ, BADNETS_CACHE=str(tmp_path / "cache"), BADNETS_LOG_DIR=str(tmp_path),
-               TF_ENABLE_ONEDNN_OPTS="1", ONEDNN_MAX_CPU_ISA="AVX2", TF_CPP_MIN_LOG_LEVEL="2")
+               TF_ENABLE_ONEDNN_OPTS="0")
     out = subprocess.run([sys.executable, "-c", FRESH_RUN.format(chosen=str(sweep_file))], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     fresh = json.loads(out.strip().splitlines()[-1])
@@ -171,3 +172,29 @@ def test_readme_quotes_the_measured_recipe_margins():
     assert markdown_table(data) in (ROOT / "README.md").read_text()
     assert {r["seed"] for r in data["runs"]} == {0, 1, 2, 3, 4}
     assert all(v > 0 for v in data["smallest_margin"].values()), data["smallest_margin"]
+
+
+def test_nbval_comparison_accepts_close_numbers_and_rejects_far_ones():
+    """The patched comparison, on real nbval output nodes: a stream within tolerance passes, one outside fails."""
+    import nbformat
+    from nbval.plugin import IPyNbCell, coalesce_streams
+
+    conftest = load_nbval_conftest()
+
+    def stream(text):
+        return nbformat.v4.new_output("stream", name="stdout", text=text)
+
+    class Cell:  # the parts of an nbval cell item that compare_outputs uses
+        cell = {"metadata": {"nbval": {"approx": {"abs": 0.3, "rel": 0}}}}
+        parent = type("P", (), {"skip_compare": ("metadata", "output_type", "name", "execution_count"),
+                                "sanitize_patterns": {}})()
+        colors = type("C", (), {k: "" for k in ("OKBLUE", "FAIL", "ENDC", "OKGREEN")})()
+        sanitize = IPyNbCell.sanitize
+        def format_output_compare(self, key, left, right):  # nbval's diff printer needs pytest's hooks
+            self.mismatch = (left, right)
+
+    committed = coalesce_streams([stream("clean test accuracy: 99.21%\n"), stream("ASR 0.08%\n")])
+    close = coalesce_streams([stream("clean test accuracy: 99.25%\nASR 0.09%\n")])
+    far = coalesce_streams([stream("clean test accuracy: 98.20%\nASR 0.09%\n")])
+    assert conftest.compare_outputs(Cell(), close, committed) is True
+    assert conftest.compare_outputs(Cell(), far, committed) is False
