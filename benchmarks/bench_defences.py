@@ -34,10 +34,11 @@ def main() -> int:
     probe_trojaned = triggers.stamp(probe, "L")
     m = trojaned.model
     tasks = {
-        "STRIP (1000 inputs x 20 overlays)": lambda: defences.strip(m, probe, probe_trojaned, x_val),
-        "activation clustering (55000 images, detection only)": lambda: defences.activation_clustering(m, poisoned.x, poisoned.y, poisoned.is_poisoned),
+        "STRIP (3000 inputs x 20 overlays)": lambda: defences.strip(m, x_val[1000:3000], probe, probe_trojaned, x_val[:1000]),
+        "activation clustering (55000 images, detection only, clean threshold included)": lambda: defences.activation_clustering(
+            m, poisoned.x, poisoned.y, poisoned.is_poisoned, silhouette_threshold=defences.clean_silhouette_threshold(m, x_val, y_val)),
         "spectral signatures (55000 images, detection only)": lambda: defences.spectral_signatures(m, poisoned.x, poisoned.y, poisoned.is_poisoned),
-        "fine-pruning (8 fractions, 2 epochs fine-tuning each)": lambda: defences.fine_pruning(m, x_val, y_val, x_test, y_test, trojaned.trojaned_test),
+        "fine-pruning (stopping rule over 33 levels, 2 epochs fine-tuning)": lambda: defences.fine_pruning(m, x_val, y_val, x_test, y_test, trojaned.trojaned_test),
         "Neural Cleanse (10 classes x 300 steps)": lambda: defences.neural_cleanse(m, x_val[:1000], steps=300),
     }
     results = {}

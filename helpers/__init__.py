@@ -15,7 +15,7 @@ One module per concept, each introduced by the lesson that first needs it:
 - :mod:`helpers.plotting`    ``save_fig`` and the lessons' figures (every lesson)
 - :mod:`helpers.widgets`     the sliders (lessons 02, 03, 04, 07)
 - :mod:`helpers.variants`    all-to-all, trigger comparison, clean-label, fine-tuning (lesson 06)
-- :mod:`helpers.defences`    STRIP, activation clustering, spectral signatures, fine-pruning, Neural Cleanse (lesson 07)
+- :mod:`helpers.defences`    STRIP, activation clustering, spectral signatures, fine-pruning, Neural Cleanse, unlearning (lesson 07)
 - :mod:`helpers.cache`       the on-disk cache of trained models and computed arrays (lessons 01, 06, 07)
 - :mod:`helpers.results`     each lesson's key numbers in results/, checked with stated tolerances (every lesson)
 

@@ -158,9 +158,9 @@ def _check_unique(items: list, name: str) -> None:
         seen.add(v)
 
 
-def check_rates(rates, name: str = "rates", *, unique: bool = True) -> list[float]:
-    """Validate a non-empty list of fractions in [0, 1] (each checked, duplicates refused); return floats."""
-    items = [check_rate(r, f"{name}[{i}]") for i, r in enumerate(check_sequence(rates, name))]
+def check_rates(rates, name: str = "rates", *, unique: bool = True, allow_empty: bool = False) -> list[float]:
+    """Validate a list of fractions in [0, 1] (each checked, duplicates refused, empty only if allowed); return floats."""
+    items = [check_rate(r, f"{name}[{i}]") for i, r in enumerate(check_sequence(rates, name, allow_empty=allow_empty))]
     if unique:
         _check_unique(items, name)
     return items

@@ -24,6 +24,7 @@ from pathlib import Path
 from ._checks import (
     IMAGE_SHAPE,
     check_bool,
+    check_bool_mask,
     check_choice,
     check_images,
     check_int,
@@ -32,6 +33,7 @@ from ._checks import (
     check_path,
     check_position,
     check_rate,
+    check_str,
 )
 from .data import load_mnist
 from .metrics import Evaluation, attack_success_rate, clean_accuracy, evaluate
@@ -186,6 +188,38 @@ def clean_baseline(recipe: AttackRecipe = DEFAULT_RECIPE, **kwargs) -> AttackRes
     """The same training without poison (rate 0): the model a careful victim would get."""
     check_recipe(recipe)
     return run_attack(replace(recipe, rate=0.0), **kwargs)
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """A model retrained after a defence removed training images (cached like every model)."""
+
+    trained: TrainedModel
+    removed: int  #: training images left out
+    test: Evaluation  #: on the MNIST test set and the attack's trojaned test set (reporting only)
+
+    @property
+    def model(self):
+        return self.trained.model
+
+
+def retrain_without(result: AttackResult, remove, *, reason: str, data=None, cache_dir=None) -> Retrained:
+    """Retrain ``result``'s recipe on its poisoned training set minus the images that the mask ``remove`` flags.
+
+    ``reason`` (e.g. the defence's name) enters the cache key, so two defences that remove the same images share
+    nothing by accident.
+    """
+    if not isinstance(result, AttackResult):
+        raise TypeError(f"result must be an AttackResult (from run_attack), got {type(result).__name__}")
+    remove = check_bool_mask(remove, len(result.poisoned.y), "remove")
+    reason = check_str(reason, "reason", allow_empty=False)
+    cache_dir = None if cache_dir is None else check_path(cache_dir, "cache_dir")
+    data = check_data(data)
+    _, (x_test, y_test) = data if data is not None else load_mnist()
+    keep = ~remove
+    trained = train_cached(result.poisoned.x[keep], result.poisoned.y[keep], result.recipe.train, progress=False,
+                           describe={**result.recipe.describe(), "defence": reason}, cache_dir=cache_dir)
+    return Retrained(trained, int(remove.sum()), evaluate(trained.model, x_test, y_test, result.trojaned_test))
 
 
 def export_deliverables(result: AttackResult, out_dir: str | Path) -> dict[str, Path]:

@@ -1,24 +1,31 @@
-"""Defences against data-poisoning backdoors (lesson 7).
+"""Defences against data-poisoning backdoors (lesson 7), each with a defender's protocol.
 
 Each function runs against any model, so a lesson can apply it to the
-trojaned model *and* to a clean one and show the false alarms.
+trojaned model *and* to a clean one and show the false alarms. Every
+threshold and stopping point comes from clean data the defender holds;
+trojaned inputs and the test set only report.
 
 * :func:`strip` (Gao et al. 2019): superimpose an input on random clean
   images; a trojaned input keeps its (target) prediction whatever it is mixed
-  with, so its predictions have **low entropy**.
+  with, so its predictions have **low entropy**. The threshold is set on one
+  clean set and the false-rejection rate measured on another.
 * :func:`activation_clustering` (Chen et al. 2018): per label, the last hidden
-  layer's activations of the training images, reduced and split in two; a
-  small, separate cluster is flagged as poison.
+  layer's activations of the training images, reduced (PCA) and split in two;
+  a small cluster whose split separates better than any clean label's
+  (:func:`clean_silhouette_threshold`) is flagged, and
+  :func:`exclusionary_reclassification` confirms it.
 * :func:`spectral_signatures` (Tran et al. 2018): per label, the images with the
   largest projection on the top singular vector of the centred representations
   are flagged.
 * :func:`fine_pruning` (Liu et al. 2018): prune the last convolutional layer's
-  channels that clean data leaves dormant, then fine-tune on clean data
+  channels that clean data leaves dormant while clean validation accuracy stays
+  within a set drop, then fine-tune on clean data
   (:func:`helpers.training.fine_tune`). Pruned channels stay pruned while
   fine-tuning: their pre-activation is exactly 0, where ReLU's gradient is 0.
 * :func:`neural_cleanse` (Wang et al. 2019): per class, the smallest mask and
   pattern that send clean images to that class; a class whose mask is an
-  outlier by the median-absolute-deviation anomaly index is flagged.
+  outlier by the median-absolute-deviation anomaly index is flagged, failed
+  optimisations are gated out, and :func:`unlearn` mitigates.
 """
 
 from __future__ import annotations
@@ -79,10 +86,12 @@ def strip_entropy(model, x: np.ndarray, pool: np.ndarray, *, n_overlay: int = 20
 
 @dataclass(frozen=True)
 class StripResult:
-    clean_entropy: np.ndarray
-    trojan_entropy: np.ndarray
+    calibration_entropy: np.ndarray  #: the defender's clean images that set the threshold
+    clean_entropy: np.ndarray  #: other clean inputs, on which the false-rejection rate is measured
+    trojan_entropy: np.ndarray  #: trojaned inputs, for reporting only
     threshold: float
-    frr: float  #: clean inputs wrongly rejected (entropy below the threshold)
+    target_frr: float  #: the false-rejection rate the threshold was set for, on the calibration images
+    frr: float  #: clean inputs wrongly rejected (entropy below the threshold), measured on ``clean_entropy``
     far: float  #: trojaned inputs wrongly accepted (entropy at or above the threshold)
     seconds: float
 
@@ -95,9 +104,16 @@ def strip_rates(clean_entropy: np.ndarray, trojan_entropy: np.ndarray, threshold
     return float(np.mean(clean_entropy < threshold)), float(np.mean(trojan_entropy >= threshold))
 
 
-def strip(model, x_clean: np.ndarray, x_trojan: np.ndarray, pool: np.ndarray, *, frr: float = 0.01, n_overlay: int = 20,
-          seed: int = 0) -> StripResult:
-    """STRIP with the threshold set at the ``frr`` quantile of the clean inputs' entropies."""
+def strip(model, x_calibrate: np.ndarray, x_clean: np.ndarray, x_trojan: np.ndarray, pool: np.ndarray, *,
+          frr: float = 0.01, n_overlay: int = 20, seed: int = 0) -> StripResult:
+    """STRIP with a defender's protocol.
+
+    The threshold is the ``frr`` quantile of the entropies of ``x_calibrate``, clean images the defender holds;
+    the false-rejection rate is then *measured* on other clean inputs ``x_clean`` and the false-acceptance rate
+    on the trojaned inputs ``x_trojan`` (which only the evaluator has). ``pool`` holds the clean images that are
+    superimposed; keep it apart from all three.
+    """
+    check_images(x_calibrate, "x_calibrate", shape=IMAGE_SHAPE)
     check_images(x_clean, "x_clean", shape=IMAGE_SHAPE)
     check_images(x_trojan, "x_trojan", shape=IMAGE_SHAPE)
     check_images(pool, "pool", shape=IMAGE_SHAPE)
@@ -105,14 +121,26 @@ def strip(model, x_clean: np.ndarray, x_trojan: np.ndarray, pool: np.ndarray, *,
     n_overlay, seed = check_int(n_overlay, "n_overlay", 1), check_int(seed, "seed", 0)
     check_model(model)
     start = time.perf_counter()
-    clean = strip_entropy(model, x_clean, pool, n_overlay=n_overlay, seed=seed)
-    trojan = strip_entropy(model, x_trojan, pool, n_overlay=n_overlay, seed=seed + 1)
-    threshold = float(np.quantile(clean, frr))
+    calibration = strip_entropy(model, x_calibrate, pool, n_overlay=n_overlay, seed=seed)
+    clean = strip_entropy(model, x_clean, pool, n_overlay=n_overlay, seed=seed + 1)
+    trojan = strip_entropy(model, x_trojan, pool, n_overlay=n_overlay, seed=seed + 2)
+    threshold = float(np.quantile(calibration, frr))
     measured_frr, far = strip_rates(clean, trojan, threshold)
-    return StripResult(clean, trojan, threshold, measured_frr, far, time.perf_counter() - start)
+    return StripResult(calibration, clean, trojan, threshold, frr, measured_frr, far, time.perf_counter() - start)
 
 
 # --------------------------------------------- detection in the training set
+
+
+@dataclass(frozen=True)
+class LabelClusters:
+    """Activation clustering's view of one label: the 2-means split of its training images."""
+
+    label: int
+    n: int  #: training images with this label
+    smaller_fraction: float  #: relative size of the smaller cluster
+    silhouette: float  #: how well the two clusters separate (-1..1)
+    suspicious: bool  #: smaller cluster under the size threshold *and* silhouette above the clean threshold
 
 
 @dataclass(frozen=True)
@@ -123,17 +151,18 @@ class Detection:
     precision: float
     recall: float
     seconds: float
+    clusters: tuple = ()  #: activation clustering only: one :class:`LabelClusters` per label
 
     @property
     def n_flagged(self) -> int:
         return int(self.flagged.sum())
 
 
-def _score(flagged: np.ndarray, is_poisoned: np.ndarray, seconds: float) -> Detection:
+def _score(flagged: np.ndarray, is_poisoned: np.ndarray, seconds: float, clusters: tuple = ()) -> Detection:
     tp = int((flagged & is_poisoned).sum())
     precision = tp / flagged.sum() if flagged.any() else 1.0
     recall = tp / is_poisoned.sum() if is_poisoned.any() else 1.0
-    return Detection(flagged, float(precision), float(recall), seconds)
+    return Detection(flagged, float(precision), float(recall), seconds, tuple(clusters))
 
 
 def representations(model, x: np.ndarray, layer: str = "fc1", batch_size: int = 5000) -> np.ndarray:
@@ -150,22 +179,75 @@ def _pca(a: np.ndarray, k: int) -> np.ndarray:
     return centred @ vt[:k].T
 
 
-def two_means(z: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """Deterministic 2-means: starts from the extremes of the first coordinate; returns labels 0/1."""
-    z = check_float_array(z, "z", ndim=2)
-    iterations = check_int(iterations, "iterations", 1)
-    centres = z[[z[:, 0].argmin(), z[:, 0].argmax()]].astype(np.float64)
-    labels = np.zeros(len(z), np.int64)
+def _lloyd(z: np.ndarray, centres: np.ndarray, iterations: int) -> tuple[np.ndarray, float]:
+    labels = np.full(len(z), -1, np.int64)
     for _ in range(iterations):
         d = ((z[:, None, :] - centres[None]) ** 2).sum(axis=2)
         new = d.argmin(axis=1)
-        if np.array_equal(new, labels) and _ > 0:
+        if np.array_equal(new, labels):
             break
         labels = new
         for c in (0, 1):
             if (labels == c).any():
                 centres[c] = z[labels == c].mean(axis=0)
-    return labels
+    inertia = float(((z - centres[labels]) ** 2).sum())
+    return labels, inertia
+
+
+def two_means(z: np.ndarray, iterations: int = 50, *, n_init: int = 10, seed: int = 0) -> np.ndarray:
+    """2-means (Lloyd) with ``n_init`` starts, keeping the split of least inertia; returns labels 0/1.
+
+    The first start is the two extremes of the first coordinate, the others k-means++ draws from a
+    fixed seed, so the result is deterministic and does not hang on one lucky start.
+    """
+    z = check_float_array(z, "z", ndim=2).astype(np.float64)
+    iterations = check_int(iterations, "iterations", 1)
+    n_init = check_int(n_init, "n_init", 1)
+    seed = check_int(seed, "seed", 0)
+    if len(z) < 2:
+        raise ValueError(f"z must hold at least 2 points to split in two, got {len(z)}")
+    rng = np.random.default_rng(seed)
+    best_labels, best_inertia = None, np.inf
+    for start in range(n_init):
+        if start == 0:
+            first, second = z[:, 0].argmin(), z[:, 0].argmax()
+        else:
+            first = rng.integers(len(z))
+            d2 = ((z - z[first]) ** 2).sum(axis=1)
+            second = rng.choice(len(z), p=d2 / d2.sum()) if d2.sum() > 0 else (first + 1) % len(z)
+        labels, inertia = _lloyd(z, z[[first, second]].copy(), iterations)
+        if best_labels is None or inertia < best_inertia * (1 - 1e-9):
+            best_labels, best_inertia = labels, inertia
+    return best_labels
+
+
+def silhouette(z: np.ndarray, labels: np.ndarray, *, max_points: int = 2000, seed: int = 0) -> float:
+    """Mean silhouette of a 2-cluster split, (b - a) / max(a, b) per point, on at most ``max_points`` points.
+
+    ``a`` is a point's mean distance to its own cluster, ``b`` to the other one; near 1 the clusters stand
+    apart, near 0 they touch. A cluster of one point scores 0 (the usual convention).
+    """
+    z = check_float_array(z, "z", ndim=2).astype(np.float64)
+    labels = np.asarray(labels)
+    if labels.shape != (len(z),) or not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"labels must be 0/1, one per point of z ({len(z)}), got shape {labels.shape}")
+    max_points = check_int(max_points, "max_points", 2)
+    if len(np.unique(labels)) < 2:
+        return 0.0
+    if len(z) > max_points:
+        pick = np.sort(np.random.default_rng(seed).choice(len(z), max_points, replace=False))
+        z, labels = z[pick], labels[pick]
+    sq = (z**2).sum(axis=1)
+    d = np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * z @ z.T, 0.0))
+    s = np.zeros(len(z))
+    for c in (0, 1):
+        own, other = labels == c, labels != c
+        if own.sum() < 2 or not other.any():
+            continue
+        a = d[np.ix_(own, own)].sum(axis=1) / (own.sum() - 1)
+        b = d[np.ix_(own, other)].mean(axis=1)
+        s[own] = (b - a) / np.maximum(np.maximum(a, b), 1e-12)
+    return float(s.mean())
 
 
 def _check_detection_inputs(model, x, y, is_poisoned, acts):
@@ -181,32 +263,130 @@ def _check_detection_inputs(model, x, y, is_poisoned, acts):
 
 
 def _detect_per_label(model, x, y, is_poisoned, acts, flag_label) -> Detection:
-    """Run ``flag_label(acts of one label) -> bool mask`` on every label's fc1 activations and score the flags
-    (inputs already validated by :func:`_check_detection_inputs`)."""
+    """Run ``flag_label(label, acts of that label) -> (bool mask, info)`` on every label's fc1 activations and
+    score the flags (inputs already validated by :func:`_check_detection_inputs`)."""
     start = time.perf_counter()
     acts = representations(model, x) if acts is None else acts
     flagged = np.zeros(len(x), bool)
+    infos = []
     for c in range(NUM_CLASSES):
         idx = np.flatnonzero(y == c)
         if len(idx) >= 2:
-            flagged[idx[flag_label(acts[idx])]] = True
-    return _score(flagged, is_poisoned, time.perf_counter() - start)
+            mask, info = flag_label(c, acts[idx])
+            flagged[idx[mask]] = True
+            if info is not None:
+                infos.append(info)
+    return _score(flagged, is_poisoned, time.perf_counter() - start, tuple(infos))
 
 
-def activation_clustering(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.ndarray, *, n_components: int = 10,
-                          size_threshold: float = 0.35, acts: np.ndarray | None = None) -> Detection:
-    """Chen et al.: per label, PCA of the fc1 activations to ``n_components``, 2-means, and flag the
-    smaller cluster when it holds less than ``size_threshold`` of the label's images."""
+def _split(a: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, float, float]:
+    """PCA to ``n_components``, 2-means; (mask of the smaller cluster, its relative size, the silhouette)."""
+    z = _pca(a, min(n_components, a.shape[1]))
+    labels = two_means(z, seed=seed)
+    small = labels == int(np.argmin(np.bincount(labels, minlength=2)))
+    return small, float(small.mean()), silhouette(z, labels, seed=seed)
+
+
+def clean_silhouette_threshold(model, x_clean: np.ndarray, y_clean: np.ndarray, *, n_components: int = 10,
+                               seed: int = 0, acts: np.ndarray | None = None) -> float:
+    """The largest silhouette that activation clustering finds in any label of *clean* held-out images.
+
+    A label of the training set whose split separates better than every clean label's is suspicious: this is
+    the defender's threshold, set on data the defender holds and knows to be clean.
+    """
+    x_clean = check_images(x_clean, "x_clean", shape=IMAGE_SHAPE)
+    y_clean = check_labels(y_clean, len(x_clean), "y_clean", against="x_clean")
+    n_components = check_int(n_components, "n_components", 1)
+    seed = check_int(seed, "seed", 0)
+    if acts is None:
+        check_layer(model, "fc1", "model")
+        acts = representations(model, x_clean)
+    else:
+        acts = check_float_array(acts, "acts", ndim=2, n=len(x_clean), against="x_clean")
+    scores = [_split(acts[y_clean == c], n_components, seed)[2] for c in range(NUM_CLASSES) if (y_clean == c).sum() >= 2]
+    if not scores:
+        raise ValueError("x_clean must hold at least 2 images of some label")
+    return float(max(scores))
+
+
+def activation_clustering(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.ndarray, *, silhouette_threshold: float,
+                          n_components: int = 10, size_threshold: float = 0.35, acts: np.ndarray | None = None,
+                          seed: int = 0) -> Detection:
+    """Chen et al. with a defender's gates.
+
+    Per label: PCA of the fc1 activations to ``n_components`` (Chen et al. use ICA; PCA is ART's default),
+    2-means with restarts, and the smaller cluster is *suspicious* when it holds less than ``size_threshold``
+    of the label (their relative-size rule) and the split's silhouette exceeds ``silhouette_threshold``
+    (set on clean held-out data with :func:`clean_silhouette_threshold`). Suspicious clusters are flagged;
+    confirm them with :func:`exclusionary_reclassification` before believing them.
+    """
     x, y, is_poisoned, acts = _check_detection_inputs(model, x, y, is_poisoned, acts)
     size_threshold = check_rate(size_threshold, "size_threshold")
+    silhouette_threshold = check_number(silhouette_threshold, "silhouette_threshold", -1.0, 1.0)
     n_components = check_int(n_components, "n_components", 1, None if acts is None else acts.shape[1])
+    seed = check_int(seed, "seed", 0)
 
-    def flag(a):
-        labels = two_means(_pca(a, n_components))
-        small = labels == int(np.argmin(np.bincount(labels, minlength=2)))
-        return small if small.mean() < size_threshold else np.zeros(len(a), bool)
+    def flag(label, a):
+        small, fraction, sil = _split(a, n_components, seed)
+        suspicious = fraction < size_threshold and sil > silhouette_threshold
+        info = LabelClusters(label, len(a), fraction, sil, suspicious)
+        return (small if suspicious else np.zeros(len(a), bool)), info
 
     return _detect_per_label(model, x, y, is_poisoned, acts, flag)
+
+
+@dataclass(frozen=True)
+class Reclassified:
+    """Chen et al.'s exclusionary reclassification of one flagged cluster."""
+
+    label: int  #: the cluster's label in the training set
+    n: int  #: images in the cluster
+    own: int  #: how many a model trained without the cluster still puts in ``label``
+    other_label: int  #: the most frequent other prediction
+    other: int  #: how many go there
+    legitimate: bool  #: ``own > ratio * other``: the cluster is real data of its label, not poison
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    rows: list  #: one :class:`Reclassified` per flagged label
+    detection: Detection  #: the flags that survive, rescored
+
+
+def exclusionary_reclassification(model_without, detection: Detection, x: np.ndarray, y: np.ndarray,
+                                  is_poisoned: np.ndarray, *, ratio: float = 1.0) -> Confirmed:
+    """Chen et al.: classify each flagged cluster with ``model_without`` (trained with the flagged images removed).
+
+    Images of a legitimate cluster are still classified as their label; poisoned ones (a stamped 7 relabelled 0)
+    go back to their true class. A cluster is kept as poison when ``own <= ratio * other``.
+    """
+    if not isinstance(detection, Detection):
+        raise TypeError(f"detection must be a Detection (from activation_clustering), got {type(detection).__name__}")
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    y = check_labels(y, len(x), "y", against="x")
+    is_poisoned = check_bool_mask(is_poisoned, len(x), "is_poisoned")
+    if detection.flagged.shape != (len(x),):
+        raise ValueError(f"detection must cover x ({len(x)} images), got {detection.flagged.shape[0]} flags")
+    ratio = check_positive(ratio, "ratio")
+    check_model(model_without)
+    start = time.perf_counter()
+    keep = detection.flagged.copy()
+    rows = []
+    for c in range(NUM_CLASSES):
+        idx = np.flatnonzero(detection.flagged & (y == c))
+        if not len(idx):
+            continue
+        pred = predict_proba(model_without, x[idx]).argmax(axis=1)
+        counts = np.bincount(pred, minlength=NUM_CLASSES)
+        own = int(counts[c])
+        counts[c] = -1
+        other_label = int(counts.argmax())
+        row = Reclassified(c, len(idx), own, other_label, int(counts[other_label]), own > ratio * counts[other_label])
+        rows.append(row)
+        if row.legitimate:
+            keep[idx] = False
+    confirmed = _score(keep, is_poisoned, detection.seconds + time.perf_counter() - start, detection.clusters)
+    return Confirmed(rows, confirmed)
 
 
 def spectral_scores(acts: np.ndarray) -> np.ndarray:
@@ -224,10 +404,10 @@ def spectral_signatures(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.nda
     x, y, is_poisoned, acts = _check_detection_inputs(model, x, y, is_poisoned, acts)
     eps = check_rate(eps, "eps")
 
-    def flag(a):
+    def flag(label, a):
         out = np.zeros(len(a), bool)
         out[np.argsort(spectral_scores(a))[::-1][: min(len(a), int(round(1.5 * eps * len(a))))]] = True
-        return out
+        return out, None
 
     return _detect_per_label(model, x, y, is_poisoned, acts, flag)
 
@@ -271,27 +451,61 @@ class PruningRow:
     tuned_asr: float
 
 
+@dataclass(frozen=True)
+class FinePruningResult:
+    """Fine-pruning with Liu et al.'s stopping rule, and the rows a report needs."""
+
+    order: np.ndarray  #: channels, least active on clean data first
+    validation_accuracy: np.ndarray  #: clean validation accuracy with the first k channels of ``order`` pruned, k = 0..n
+    max_drop: float  #: the stopping rule: prune while validation accuracy stays within this of the unpruned model's
+    chosen: PruningRow  #: the defence's operating point, chosen by the rule (test-set numbers for reporting)
+    rows: list  #: a :class:`PruningRow` per swept fraction, for the report only
+    seconds: float  #: time to reach and fine-tune the operating point (the sweep's rows not counted)
+
+    @property
+    def n_pruned(self) -> int:
+        return self.chosen.n_pruned
+
+
+def _prune_and_tune(model, order, k, x_clean, y_clean, x_test, y_test, trojaned, epochs, learning_rate, layer) -> PruningRow:
+    pruned = prune_channels(model, order[:k], layer)
+    tuned = fine_tune(pruned, x_clean, y_clean, epochs=epochs, learning_rate=learning_rate)
+    return PruningRow(k / len(order), k, clean_accuracy(pruned, x_test, y_test), attack_success_rate(pruned, trojaned),
+                      clean_accuracy(tuned, x_test, y_test), attack_success_rate(tuned, trojaned))
+
+
 def fine_pruning(model, x_clean: np.ndarray, y_clean: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, trojaned, *,
-                 fractions=(0.0, 0.25, 0.5, 0.625, 0.75, 0.8125, 0.875, 0.9375), epochs: int = 2, layer: str = "conv2"):
-    """Liu et al.: prune the least active channels (on clean data) of ``layer``, then fine-tune; one row per fraction."""
+                 max_drop: float = 0.04, fractions=(), epochs: int = 2, learning_rate: float = 1e-3,
+                 layer: str = "conv2") -> FinePruningResult:
+    """Liu et al.: prune the channels of ``layer`` that clean data leaves least active, one at a time, for as long as
+    clean validation accuracy stays within ``max_drop`` of the unpruned model's (their rule, 4 %), then fine-tune.
+
+    ``(x_clean, y_clean)`` is the defender's clean data: it ranks the channels, decides when to stop and fine-tunes.
+    ``(x_test, y_test)`` and ``trojaned`` only report what the operating point achieves. ``fractions`` adds rows at
+    other pruning levels, for a curve: a defender could not choose among them (that needs trojaned inputs).
+    """
     x_clean = check_images(x_clean, "x_clean", shape=IMAGE_SHAPE)
     y_clean = check_labels(y_clean, len(x_clean), "y_clean", against="x_clean")
     x_test = check_images(x_test, "x_test", shape=IMAGE_SHAPE)
     y_test = check_labels(y_test, len(x_test), "y_test", against="x_test")
     trojaned = check_trojaned(trojaned)
-    fractions = check_rates(fractions, "fractions")
+    max_drop = check_rate(max_drop, "max_drop")
+    fractions = check_rates(fractions, "fractions", allow_empty=True)
     epochs = check_int(epochs, "epochs", 1)
+    learning_rate = check_positive(learning_rate, "learning_rate")
     check_layer(model, layer)
-    order = np.argsort(channel_activity(model, x_clean, layer))  # least active first
+    start = time.perf_counter()
+    order = np.argsort(channel_activity(model, x_clean, layer), kind="stable")  # least active first
     n_channels = len(order)
-    rows = []
-    for f in fractions:
-        k = int(round(f * n_channels))
-        pruned = prune_channels(model, order[:k], layer)
-        tuned = fine_tune(pruned, x_clean, y_clean, epochs=epochs)
-        rows.append(PruningRow(f, k, clean_accuracy(pruned, x_test, y_test), attack_success_rate(pruned, trojaned),
-                               clean_accuracy(tuned, x_test, y_test), attack_success_rate(tuned, trojaned)))
-    return rows
+    accuracy = np.array([clean_accuracy(prune_channels(model, order[:k], layer), x_clean, y_clean)
+                         for k in range(n_channels + 1)])
+    breach = np.flatnonzero(accuracy < accuracy[0] - max_drop)
+    k_stop = int(breach[0] - 1) if len(breach) else n_channels  # the last level before the first breach
+    chosen = _prune_and_tune(model, order, k_stop, x_clean, y_clean, x_test, y_test, trojaned, epochs, learning_rate, layer)
+    seconds = time.perf_counter() - start
+    rows = [_prune_and_tune(model, order, int(round(f * n_channels)), x_clean, y_clean, x_test, y_test, trojaned, epochs,
+                            learning_rate, layer) for f in fractions]
+    return FinePruningResult(order, accuracy, max_drop, chosen, rows, seconds)
 
 
 # ---------------------------------------------------------- Neural Cleanse
@@ -324,7 +538,7 @@ def reverse_engineer_trigger(model, x: np.ndarray, target: int, *, steps: int = 
     labels = tf.fill([batch_size], target)
     ce = tf.keras.losses.SparseCategoricalCrossentropy()
 
-    @tf.function
+    @tf.function(autograph=False)  # straight-line code: nothing for AutoGraph to convert
     def step(batch):
         with tf.GradientTape() as tape:
             m, p = tf.sigmoid(m_raw), tf.sigmoid(p_raw)
@@ -351,25 +565,77 @@ def anomaly_index(values: np.ndarray) -> np.ndarray:
 class CleanseResult:
     masks: np.ndarray  #: (10, 28, 28)
     patterns: np.ndarray  #: (10, 28, 28)
-    success: np.ndarray  #: (10,) how well each recovered trigger works
+    success: np.ndarray  #: (10,) fraction of the clean images each recovered trigger sends to its class
     norms: np.ndarray  #: (10,) L1 norm of each mask
-    index: np.ndarray  #: (10,) anomaly index of each norm
-    flagged: list[int]  #: classes with index > 2 and a norm below the median
+    trusted: np.ndarray  #: (10,) the trigger passed the success gate; failed runs are left out of the statistics
+    index: np.ndarray  #: (10,) anomaly index of each norm among the trusted ones (NaN where not trusted)
+    flagged: list[int]  #: trusted classes with index > threshold and a norm below the median
     seconds: float
 
 
-def neural_cleanse(model, x: np.ndarray, *, steps: int = 300, lam: float = 0.01, seed: int = 0, threshold: float = 2.0) -> CleanseResult:
-    """Reverse-engineer a trigger for every class and flag the outliers."""
+def cleanse_result(masks: np.ndarray, patterns: np.ndarray, success: np.ndarray, *, threshold: float = 2.0,
+                   gate: float = 0.9, seconds: float = 0.0) -> CleanseResult:
+    """Wang et al.'s outlier test over reverse-engineered triggers (e.g. from a cache).
+
+    A trigger that sends less than ``gate`` of the clean images to its class is a failed optimisation, not a small
+    trigger: it is left out of the median and MAD and is never flagged. At least three classes must pass.
+    """
+    masks = check_float_array(masks, "masks", ndim=3, lo=0.0, hi=1.0)
+    patterns = check_float_array(patterns, "patterns", ndim=3, lo=0.0, hi=1.0)
+    success = check_float_array(success, "success", ndim=1, lo=0.0, hi=1.0)
+    if masks.shape[0] != NUM_CLASSES or patterns.shape != masks.shape or success.shape != (NUM_CLASSES,):
+        raise ValueError(f"masks, patterns and success must hold one entry per class ({NUM_CLASSES}), got shapes "
+                         f"{masks.shape}, {patterns.shape}, {success.shape}")
+    threshold = check_number(threshold, "threshold", 0.0)
+    gate = check_rate(gate, "gate")
+    norms = masks.reshape(NUM_CLASSES, -1).sum(axis=1).astype(float)
+    trusted = success >= gate
+    index = np.full(NUM_CLASSES, np.nan)
+    flagged = []
+    if trusted.sum() >= 3:
+        index[trusted] = anomaly_index(norms[trusted])
+        median = np.median(norms[trusted])
+        flagged = [c for c in range(NUM_CLASSES) if trusted[c] and index[c] > threshold and norms[c] < median]
+    return CleanseResult(masks, patterns, success, norms, trusted, index, flagged, float(seconds))
+
+
+def neural_cleanse(model, x: np.ndarray, *, steps: int = 300, lam: float = 0.01, seed: int = 0, threshold: float = 2.0,
+                   gate: float = 0.9) -> CleanseResult:
+    """Reverse-engineer a trigger for every class on the clean images ``x`` and flag the outliers (:func:`cleanse_result`)."""
     x = check_images(x, "x", shape=IMAGE_SHAPE)
     steps, seed = check_int(steps, "steps", 1), check_int(seed, "seed", 0)
     lam = check_number(lam, "lam", 0.0)
     threshold = check_number(threshold, "threshold", 0.0)
+    gate = check_rate(gate, "gate")
     check_model(model)
     start = time.perf_counter()
     found = [reverse_engineer_trigger(model, x, c, steps=steps, lam=lam, seed=seed + c) for c in range(NUM_CLASSES)]
-    masks = np.stack([f[0] for f in found])
-    norms = masks.reshape(NUM_CLASSES, -1).sum(axis=1)
-    index = anomaly_index(norms)
-    flagged = [c for c in range(NUM_CLASSES) if index[c] > threshold and norms[c] < np.median(norms)]
-    return CleanseResult(masks, np.stack([f[1] for f in found]), np.array([f[2] for f in found]), norms, index, flagged,
-                         time.perf_counter() - start)
+    return cleanse_result(np.stack([f[0] for f in found]), np.stack([f[1] for f in found]), np.array([f[2] for f in found]),
+                          threshold=threshold, gate=gate, seconds=time.perf_counter() - start)
+
+
+def stamp_reversed(x: np.ndarray, mask: np.ndarray, pattern: np.ndarray) -> np.ndarray:
+    """``(1 - m) x + m p`` on uint8 images, with a reverse-engineered mask and pattern in [0, 1]."""
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    mask = check_float_array(mask, "mask", lo=0.0, hi=1.0)
+    pattern = check_float_array(pattern, "pattern", lo=0.0, hi=1.0)
+    if mask.shape != IMAGE_SHAPE or pattern.shape != IMAGE_SHAPE:
+        raise ValueError(f"mask and pattern must have the image shape {IMAGE_SHAPE}, got {mask.shape} and {pattern.shape}")
+    out = (1 - mask) * x.astype(np.float64) + mask * pattern * 255.0
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def unlearn(model, x_clean: np.ndarray, y_clean: np.ndarray, mask: np.ndarray, pattern: np.ndarray, *,
+            stamp_fraction: float = 0.2, epochs: int = 1, seed: int = 0):
+    """Wang et al.'s mitigation: fine-tune on clean data in which ``stamp_fraction`` of the images carry the
+    reverse-engineered trigger *with their correct labels*, so the model unlearns the trigger -> target link.
+    Returns the fine-tuned copy."""
+    x_clean = check_images(x_clean, "x_clean", shape=IMAGE_SHAPE)
+    y_clean = check_labels(y_clean, len(x_clean), "y_clean", against="x_clean")
+    stamp_fraction = check_rate(stamp_fraction, "stamp_fraction")
+    epochs, seed = check_int(epochs, "epochs", 1), check_int(seed, "seed", 0)
+    check_model(model)
+    pick = np.random.default_rng(seed).permutation(len(x_clean))[: int(round(stamp_fraction * len(x_clean)))]
+    x = x_clean.copy()
+    x[pick] = stamp_reversed(x_clean[pick], mask, pattern)
+    return fine_tune(model, x, y_clean, epochs=epochs, seed=seed)

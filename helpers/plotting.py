@@ -460,3 +460,65 @@ def trigger_comparison_plot(rows):
     axes[1].set_ylim(97, 100)
     fig.tight_layout()
     return fig
+
+
+def clustering_bars(clusters_by_model: dict, thresholds: dict, size_threshold: float = 0.35):
+    """Activation clustering per label: the split's silhouette (bars) against each model's clean threshold (line),
+    and the smaller cluster's relative size against ``size_threshold``; suspicious labels in red."""
+    from .defences import LabelClusters
+
+    if not isinstance(clusters_by_model, Mapping) or not clusters_by_model:
+        raise (ValueError if isinstance(clusters_by_model, Mapping) else TypeError)(
+            f"clusters_by_model must be a non-empty dict {{model name: clusters}}, got {clusters_by_model!r}")
+    size_threshold = check_number(size_threshold, "size_threshold", 0.0, 1.0)
+    fig, axes = plt.subplots(2, len(clusters_by_model), figsize=(5.2 * len(clusters_by_model), 5.0), squeeze=False,
+                             sharey="row")
+    for col, (name, clusters) in enumerate(clusters_by_model.items()):
+        clusters = check_sequence(clusters, f"clusters_by_model[{name!r}]")
+        for i, c in enumerate(clusters):
+            if not isinstance(c, LabelClusters):
+                raise TypeError(f"clusters_by_model[{name!r}][{i}] must be a LabelClusters, got {type(c).__name__}")
+        threshold = check_number(thresholds.get(name, np.nan) if isinstance(thresholds, Mapping) else np.nan,
+                                 f"thresholds[{name!r}]", -1.0, 1.0)
+        labels = [c.label for c in clusters]
+        colors = ["tab:red" if c.suspicious else "tab:gray" for c in clusters]
+        top, bottom = axes[0, col], axes[1, col]
+        top.bar(labels, [c.silhouette for c in clusters], color=colors)
+        top.axhline(threshold, color="k", ls="--", lw=1, label=f"clean threshold {threshold:.2f}")
+        top.set_title(f"{name} model", fontsize=13)
+        top.legend(fontsize=10, loc="upper right")
+        bottom.bar(labels, [c.smaller_fraction for c in clusters], color=colors)
+        bottom.axhline(size_threshold, color="k", ls=":", lw=1, label=f"size threshold {size_threshold:.2f}")
+        bottom.legend(fontsize=10, loc="lower right")
+        bottom.set_xlabel("label", fontsize=12)
+        for ax in (top, bottom):
+            ax.set_xticks(range(NUM_CLASSES))
+            ax.tick_params(labelsize=11)
+    axes[0, 0].set_ylabel("silhouette", fontsize=12)
+    axes[1, 0].set_ylabel("smaller cluster\n(share of label)", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def pruning_rule_plot(validation_accuracy, max_drop: float, n_pruned: int, rows=()):
+    """Fine-pruning: clean validation accuracy as channels are pruned, the stopping rule, and the chosen level;
+    ``rows`` (PruningRow) add the test ASR after fine-tuning at swept levels, for the report."""
+    acc = _fractions(validation_accuracy, "validation_accuracy")
+    max_drop = check_number(max_drop, "max_drop", 0.0, 1.0)
+    n_pruned = check_int(n_pruned, "n_pruned", 0, len(acc) - 1)
+    rows = check_sequence(rows, "rows", allow_empty=True)
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    k = np.arange(len(acc))
+    ax.plot(k, acc * 100, marker="o", ms=3, label="clean validation accuracy, pruned (the defender sees this)")
+    ax.axhline((acc[0] - max_drop) * 100, color="k", ls="--", lw=1, label=f"stopping rule: {max_drop:.0%} below unpruned")
+    ax.axvline(n_pruned, color="tab:green", lw=1.5, label=f"operating point: {n_pruned} channels")
+    if rows:
+        ax.plot([r.n_pruned for r in rows], [r.tuned_asr * 100 for r in rows], marker="s", color="tab:red",
+                label="ASR after fine-tuning (report only)")
+    ax.set_xlabel("conv2 channels pruned (least active on clean data first)", fontsize=12)
+    ax.set_ylabel("%", fontsize=12)
+    ax.set_ylim(-3, 103)
+    ax.tick_params(labelsize=11)
+    ax.legend(fontsize=9, loc="lower left")
+    fig.tight_layout()
+    return fig

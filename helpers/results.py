@@ -95,15 +95,17 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "asr_after_fine_tuning": 0.1,
     },
     "07_defences": {
-        "strip_frr": 0.01,
+        "strip_frr_heldout": 0.02,  # measured on 500 held-out clean inputs
         "strip_far": 0.03,
-        "ac_precision": 0.1,
-        "ac_recall": 0.1,
-        "ac_clean_model_flagged_fraction": 0.02,
-        "fp_asr_after": 0.3,  # chosen by the lowest ASR among fine-tuned models: swings by points
-        "fp_clean_accuracy_after": 0.015,
+        "ac_precision": 0.05,
+        "ac_recall": 0.05,
+        "ac_clean_model_flagged_fraction": 0.01,
+        "fp_asr_after": 0.1,  # gentle fine-tuning of a pruned model: swings by a few points between CPUs
+        "fp_clean_accuracy_after": 0.01,
         "nc_flags_target": 0,
         "nc_clean_model_flagged": 0,
+        "nc_unlearning_asr": 0.03,
+        "nc_unlearning_clean_accuracy": 0.01,
     },
 }
 

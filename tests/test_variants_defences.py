@@ -32,8 +32,31 @@ def test_strip_threshold_and_rates():
     clean, trojan = np.array([0.5, 0.6, 0.7, 0.8]), np.array([0.01, 0.02, 0.9])
     assert defences.strip_rates(clean, trojan, 0.55) == (0.25, pytest.approx(1 / 3))
     x, _ = synthetic(10)
-    res = defences.strip(Constant(np.full(10, 0.1)), x, x, x, frr=0.1, n_overlay=3)
+    res = defences.strip(Constant(np.full(10, 0.1)), x, x, x, x, frr=0.1, n_overlay=3)
     assert res.clean_entropy == pytest.approx(np.full(10, np.log(10)), rel=1e-5)
+    assert res.target_frr == 0.1
+
+
+class ByBrightness:
+    """A 'model' that is confident on bright images and unsure on dark ones: entropy falls with brightness."""
+
+    def __call__(self, x, training=False):
+        x = np.asarray(x, np.float32).reshape(len(x), -1).mean(axis=1)
+        p = np.clip(x[:, None], 0.1, 1.0) * np.eye(10)[0] + (1 - np.clip(x[:, None], 0.1, 1.0)) * np.full(10, 0.1)
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def test_strip_sets_the_threshold_on_calibration_images_and_measures_frr_on_others():
+    rng = np.random.default_rng(0)
+    calibrate = rng.integers(0, 60, (200, 28, 28)).astype(np.uint8)
+    clean = rng.integers(0, 30, (100, 28, 28)).astype(np.uint8)  # darker: higher entropy, never rejected
+    trojan = np.full((50, 28, 28), 250, np.uint8)
+    pool = np.zeros((20, 28, 28), np.uint8)  # superimposing black leaves each image as it is
+    res = defences.strip(ByBrightness(), calibrate, clean, trojan, pool, frr=0.05, n_overlay=2)
+    assert res.threshold == pytest.approx(np.quantile(res.calibration_entropy, 0.05))
+    assert np.mean(res.calibration_entropy < res.threshold) == pytest.approx(0.05, abs=0.01)
+    assert res.frr == 0.0  # measured on the held-out clean images, not true by construction
+    assert res.far == 0.0  # bright (trojaned) inputs all fall below the threshold
 
 
 def test_strip_superimposition_saturates():
@@ -65,10 +88,103 @@ def test_detection_scoring_and_clustering_find_a_planted_cluster():
     poisoned[:30] = True
     acts[poisoned] += 8.0  # the poison sits apart
     x = np.zeros((n, 28, 28), np.uint8)
-    ac = defences.activation_clustering(None, x, y, poisoned, acts=acts)
+    ac = defences.activation_clustering(None, x, y, poisoned, silhouette_threshold=0.3, acts=acts)
     assert ac.precision == 1.0 and ac.recall == 1.0 and ac.n_flagged == 30
+    assert ac.clusters[0].suspicious and ac.clusters[0].smaller_fraction == pytest.approx(0.15)
+    # the same split is not flagged when clean data separates as well (a higher clean silhouette)
+    assert defences.activation_clustering(None, x, y, poisoned, silhouette_threshold=0.99, acts=acts).n_flagged == 0
+    # one blob: 2-means still splits it, but the silhouette stays low and nothing is flagged
+    blob = rng.normal(0, 1, (n, 16))
+    plain = defences.activation_clustering(None, x, y, poisoned, silhouette_threshold=0.3, acts=blob)
+    assert plain.n_flagged == 0 and plain.clusters[0].silhouette < 0.3
     ss = defences.spectral_signatures(None, x, y, poisoned, eps=0.1, acts=acts)
     assert ss.n_flagged == 30 and ss.precision == 1.0
+
+
+def test_two_means_restarts_find_the_split_a_bad_start_misses():
+    rng = np.random.default_rng(1)
+    # the first coordinate's extremes are both in the big blob; the planted cluster differs in the second
+    z = np.concatenate([rng.normal(0, 1, (300, 2)) * [2, 0.2], rng.normal(0, 0.2, (40, 2)) + [0, 6]])
+
+    def found(labels):
+        return len(set(labels[300:])) == 1 and (labels[:300] != labels[300]).all()
+
+    assert not found(defences.two_means(z, n_init=1))  # the extremes start splits the big blob: a local optimum
+    labels = defences.two_means(z, n_init=10)
+    assert found(labels)
+    assert np.array_equal(labels, defences.two_means(z, n_init=10))  # deterministic
+
+
+def test_silhouette_matches_the_definition():
+    z = np.array([[0.0], [1.0], [10.0], [12.0]])
+    labels = np.array([0, 0, 1, 1])
+    d = np.abs(z - z.T)
+    expected = []
+    for i in range(4):
+        own = [j for j in range(4) if labels[j] == labels[i] and j != i]
+        other = [j for j in range(4) if labels[j] != labels[i]]
+        a, b = d[i, own].mean(), d[i, other].mean()
+        expected.append((b - a) / max(a, b))
+    assert defences.silhouette(z, labels) == pytest.approx(np.mean(expected))
+    assert defences.silhouette(z, np.zeros(4, int)) == 0.0
+
+
+def test_clean_silhouette_threshold_is_the_largest_clean_label():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 40).astype(np.uint8)
+    acts = rng.normal(0, 1, (400, 8))
+    acts[y == 3] += np.where(rng.random((40, 1)) < 0.5, 5.0, -5.0) * np.eye(8)[0]  # label 3 is bimodal
+    x = np.zeros((400, 28, 28), np.uint8)
+    threshold = defences.clean_silhouette_threshold(None, x, y, acts=acts)
+    per_label = [defences.silhouette(*(lambda z: (z, defences.two_means(z)))(defences._pca(acts[y == c], 8)))
+                 for c in range(10)]
+    assert threshold == pytest.approx(max(per_label)) and int(np.argmax(per_label)) == 3
+
+
+def test_exclusionary_reclassification_keeps_poison_and_clears_legitimate_clusters():
+    n = 100
+    x = np.zeros((n, 28, 28), np.uint8)
+    x[50:] = 255  # bright images: a model trained without the flags calls them 7
+    y = np.zeros(n, np.uint8)
+    y[80:] = 1
+    is_poisoned = np.zeros(n, bool)
+    is_poisoned[50:80] = True
+    flagged = np.zeros(n, bool)
+    flagged[50:80] = True  # label 0: poison, reclassified as 7
+    flagged[80:90] = True  # label 1: bright 1s, but the model calls them 7 too -> poison by the rule
+
+    class Bright7(Constant):
+        def __call__(self, xb, training=False):
+            xb = np.asarray(xb).reshape(len(xb), -1).mean(axis=1)
+            return np.where(xb[:, None] > 0.5, np.eye(10)[7], np.eye(10)[1]).astype(np.float32)
+
+    det = defences.Detection(flagged, 0.0, 0.0, 0.0)
+    res = defences.exclusionary_reclassification(Bright7(None), det, x, y, is_poisoned)
+    assert [(r.label, r.own, r.other_label, r.legitimate) for r in res.rows] == [(0, 0, 7, False), (1, 0, 7, False)]
+    x[80:] = 0  # now the 1s look like 1s to the model: a legitimate cluster
+    res = defences.exclusionary_reclassification(Bright7(None), det, x, y, is_poisoned)
+    assert [r.legitimate for r in res.rows] == [False, True]
+    assert res.detection.n_flagged == 30 and res.detection.precision == 1.0 and res.detection.recall == 1.0
+
+
+def test_cleanse_result_gates_failed_runs_and_flags_the_small_trigger():
+    masks = np.zeros((10, 28, 28))
+    for c, norm in enumerate([3, 10, 11, 12, 9, 10.5, 11, 10, 9.5, 1]):
+        masks[c].flat[: int(norm * 10)] = 0.1
+    success = np.full(10, 0.99)
+    success[9] = 0.2  # class 9's tiny mask did not work: a failed optimisation, not a trigger
+    res = defences.cleanse_result(masks, masks, success)
+    assert res.flagged == [0] and not res.trusted[9] and np.isnan(res.index[9])
+    assert res.index[0] == pytest.approx(defences.anomaly_index(res.norms[:9])[0])
+    assert defences.cleanse_result(masks, masks, np.full(10, 0.5)).flagged == []  # nothing trusted, nothing flagged
+
+
+def test_stamp_reversed_blends_in_pixel_space():
+    x = np.full((2, 28, 28), 100, np.uint8)
+    mask, pattern = np.zeros((28, 28)), np.ones((28, 28))
+    mask[0, 0], mask[0, 1] = 1.0, 0.5
+    out = defences.stamp_reversed(x, mask, pattern)
+    assert out[0, 0, 0] == 255 and out[0, 0, 1] == 178 and out[0, 1, 1] == 100 and out.dtype == np.uint8
 
 
 def test_anomaly_index_flags_the_low_outlier():
