@@ -178,21 +178,22 @@ def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal
     chosen = None if chosen is None else check_rate(chosen, "chosen")
     check_str(split, "split")
     rates = rates * 100
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(8, 4.2))
-    sns.lineplot(x=rates, y=np.asarray(clean_acc) * 100, marker="o", ax=ax, label=f"clean accuracy ({split})")
-    sns.lineplot(x=rates, y=np.asarray(asr) * 100, marker="s", ax=ax, label=f"attack success rate ({split})")
-    ax.axhline(accuracy_goal * 100, ls="--", color="C0", lw=1, label=f"accuracy goal {accuracy_goal:.1%}")
-    ax.axhline(asr_goal * 100, ls=":", color="C1", lw=1.5, label=f"ASR goal {asr_goal:.0%}")
-    if chosen is not None:
-        ax.axvline(chosen * 100, color="gray", lw=1, label=f"chosen rate {chosen:.2%}")
-    _rate_axis(ax, rates)
-    ax.set_xlabel("poisoning rate (% of training images, symlog scale)")
-    ax.set_ylabel("%")
-    ax.legend(loc="lower right", fontsize=9)
-    ax.set_title("Too little poison and the backdoor does not take")
-    fig.tight_layout()
-    sns.reset_orig()
+    # seaborn's style as a context, not set_theme/reset_orig: resetting every rcParam also resets the backend,
+    # which silently stops the inline backend from showing the figures drawn after this one
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+        fig, ax = plt.subplots(figsize=(8, 4.2))
+        sns.lineplot(x=rates, y=np.asarray(clean_acc) * 100, marker="o", ax=ax, label=f"clean accuracy ({split})")
+        sns.lineplot(x=rates, y=np.asarray(asr) * 100, marker="s", ax=ax, label=f"attack success rate ({split})")
+        ax.axhline(accuracy_goal * 100, ls="--", color="C0", lw=1, label=f"accuracy goal {accuracy_goal:.1%}")
+        ax.axhline(asr_goal * 100, ls=":", color="C1", lw=1.5, label=f"ASR goal {asr_goal:.0%}")
+        if chosen is not None:
+            ax.axvline(chosen * 100, color="gray", lw=1, label=f"chosen rate {chosen:.2%}")
+        _rate_axis(ax, rates)
+        ax.set_xlabel("poisoning rate (% of training images, symlog scale)")
+        ax.set_ylabel("%")
+        ax.legend(loc="lower right", fontsize=9)
+        ax.set_title("Too little poison and the backdoor does not take")
+        fig.tight_layout()
     return fig
 
 

@@ -93,6 +93,17 @@ def test_sweep_plot_starts_at_zero_and_marks_the_goals():
     assert {line.get_label() for line in ax.lines} >= {"accuracy goal 98.5%", "ASR goal 99%", "chosen rate 1.00%"}
 
 
+def test_sweep_plot_leaves_matplotlib_settings_alone():
+    """Its seaborn style is scoped: resetting rcParams afterwards also reset the backend, and the inline backend
+    then stopped showing every later figure of the lesson (lesson 3's zoom figure had no output)."""
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    plotting.sweep_plot([0, 0.01, 0.1], [0.99] * 3, [0, 0.9, 1.0])
+    changed = {k for k, v in matplotlib.rcParams.items() if str(v) != str(before[k])}
+    assert not changed, f"sweep_plot left these rcParams changed: {sorted(changed)}"
+
+
 def test_trigger_explorer_sliders_follow_the_trigger():
     x, _ = synthetic(6)
     box = widgets.trigger_explorer(x)

@@ -32,6 +32,16 @@ def test_committed_lessons_show_no_log_or_error_lines(path):
             assert kind != "stream" or '"name": "stderr"' not in json.dumps(cell["outputs"]), f"{path.name} cell {i} writes to stderr"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_every_figure_a_lesson_saves_is_shown(path):
+    """A cell that saves a figure for the student also shows it, so the committed lesson and the slides carry it."""
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code" and "save_fig(" in "".join(cell["source"]):
+            shown = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+            assert shown, f"{path.name} cell {i} ({cell.get('id')}) saves a figure but its output shows none"
+
+
 def test_starting_tensorflow_prints_nothing_and_keeps_the_log(tmp_path):
     code = "from helpers import training; training.make_deterministic(0); print('ready')"
     env = dict(os.environ, BADNETS_LOG_DIR=str(tmp_path))
