@@ -5,7 +5,8 @@
 #                 on another numeric path: oneDNN limited to AVX2); make test-onednn-off: nbval with oneDNN off
 #   make lab      open the lessons in JupyterLab
 #   make attack   just the default attack, end to end, deliverables in artifacts/
-#   make slides   just render the slides from the committed lessons
+#   make slides   just render the slides from the committed lessons; make present: serve them for a lecture
+#   make student  the student edition (student/); make instructor: regenerate the instructor guide (instructor/)
 #   make bench    measure training speed and memory, and the series' wall time
 PYTHON ?= python3
 VENV   ?= .venv
@@ -55,4 +56,27 @@ bench: setup
 	$(PY) benchmarks/bench_defences.py
 
 clean:
-	rm -rf .cache artifacts slides .pytest_cache .hypothesis
+	rm -rf .cache artifacts slides student .pytest_cache .hypothesis
+
+# the instructor guide (instructor/*.md), generated from results/, benchmarks/results/ and the committed lessons
+.PHONY: instructor
+instructor: setup
+	$(PY) scripts/make_instructor.py
+
+# the student edition, student/: the lessons with each exercise's solution replaced by a scaffold (docstring, TODO,
+# NotImplementedError), helpers/ and a README; instructor/ and its hidden tests stay out
+.PHONY: student
+student: setup
+	$(PY) scripts/make_student.py
+
+# present the rendered decks (their sliders switch in the browser, no kernel needed) on http://127.0.0.1:8000/;
+# for live code, `make lab` with View > Presentation Mode (README: "Presenting with a live kernel")
+.PHONY: present
+present: slides
+	@echo "decks: http://127.0.0.1:8000/ (Ctrl-C to stop)"
+	$(PY) -m http.server --bind 127.0.0.1 --directory slides 8000
+
+# the README's screenshots (figures/screenshots/), taken from the real decks in Debian's chromium
+.PHONY: screenshots
+screenshots: setup
+	$(PY) scripts/screenshots.py

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import IMAGE_SHAPE, check_images, check_int, check_label_value, check_labels, check_layer, check_model, check_position
+from ._tf import import_tensorflow
 from .metrics import predict
 from .model import to_model_input
 from .triggers import get_trigger, stamp
@@ -43,7 +44,7 @@ def asr_by_position(model, x: np.ndarray, y: np.ndarray, *, trigger="L", target:
 
 def layer_outputs(model, layer_name: str, x: np.ndarray) -> np.ndarray:
     """The output of ``layer_name`` for images ``x`` (uint8 or [0, 1] floats)."""
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     check_layer(model, layer_name, "layer_name")
     x = check_images(x, "x", allow_float=True, allow_single=True, shape=IMAGE_SHAPE)

@@ -223,8 +223,13 @@ def retrain_without(result: AttackResult, remove, *, reason: str, data=None, cac
 
 
 def export_deliverables(result: AttackResult, out_dir: str | Path) -> dict[str, Path]:
-    """Write the trojaned model and the trojaned test set (with sidecars) into ``out_dir``."""
+    """Write the trojaned model, the trojaned test set (with sidecars) and the write-up into ``out_dir``.
+
+    Returns the paths by name: ``model``, ``test_set``, ``writeup`` (Markdown) and ``writeup_html``. The write-up
+    (see :mod:`helpers.writeup`) holds only numbers measured on ``result``.
+    """
     from .deliverables import export_model, export_trojaned_test_set
+    from .writeup import write_writeup
 
     if not isinstance(result, AttackResult):
         raise TypeError(f"result must be an AttackResult (from run_attack), got {type(result).__name__}")
@@ -232,6 +237,8 @@ def export_deliverables(result: AttackResult, out_dir: str | Path) -> dict[str, 
     paths = {"model": out / "trojaned_model.keras", "test_set": out / "trojaned_test_set.npz"}
     export_model(result.model, paths["model"])
     export_trojaned_test_set(paths["test_set"], result.trojaned_test, get_trigger(result.recipe.trigger), result.recipe.resolved_position)
+    writeup = write_writeup(result, out)
+    paths.update(writeup=writeup.markdown, writeup_html=writeup.html)
     return paths
 
 
@@ -270,4 +277,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m helpers.attack` runs this file as __main__, a second copy of the module with its own AttackResult
+    # class; run the one in helpers.attack, so that every helper sees the same classes (isinstance checks).
+    from helpers.attack import main as _main
+
+    sys.exit(_main())

@@ -72,6 +72,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._tf import import_tensorflow
 from .io import atomic_write_json, durable_replace, sha256_file, temporary_path
 
 try:  # POSIX only; elsewhere racing writers simply both compute
@@ -337,7 +338,7 @@ def load_keras(path: str | os.PathLike):
     Verify its hash first (:func:`verify_file`): safe mode guards against code,
     not against a swapped file.
     """
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 

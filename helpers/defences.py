@@ -52,6 +52,7 @@ from ._checks import (
     check_rate,
     check_rates,
 )
+from ._tf import import_tensorflow
 from .analysis import layer_outputs
 from .metrics import attack_success_rate, check_trojaned, clean_accuracy, predict_proba
 from .model import to_model_input
@@ -425,7 +426,7 @@ def channel_activity(model, x: np.ndarray, layer: str = "conv2") -> np.ndarray:
 
 def prune_channels(model, channels, layer: str = "conv2"):
     """A copy of ``model`` whose ``layer`` channels ``channels`` always output 0 (kernel and bias zeroed)."""
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     weights = check_layer(model, layer).get_weights()
     if len(weights) != 2 or weights[0].ndim != 4:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import IMAGE_SHAPE, check_images, check_label_value, check_labels, check_path, check_position
+from ._tf import import_tensorflow
 from .io import atomic_path, atomic_write_text, read_npz, sha256_file
 from .poisoning import MODES, TrojanedSet, check_backdoor_labels, check_indices
 from .triggers import Trigger, check_alpha, check_mask, get_trigger
@@ -123,7 +124,7 @@ def export_model(model, path: str | os.PathLike) -> str:
 
 def load_model(path: str | os.PathLike, sha256: str | None = None):
     """Load a ``.keras`` model after verifying its hash, in Keras safe mode; check it maps 28x28x1 images to 10 classes."""
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     path = check_path(path)
     if path.suffix != ".keras":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._checks import IMAGE_SHAPE, check_images, check_str
+from ._tf import import_tensorflow
 
 #: The layers, in order: (name, Keras layer class, keyword arguments).
 ARCHITECTURE = (
@@ -36,7 +37,7 @@ INPUT_SHAPE = (28, 28, 1)
 
 def build_badnets(name: str = "badnets"):
     """A fresh, untrained BadNets CNN (weights drawn from Keras' seeded initialisers)."""
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     check_str(name, "name", allow_empty=False)
     layers = [getattr(keras.layers, cls)(name=lname, **kwargs) for lname, cls, kwargs in ARCHITECTURE]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ._checks import check_images, check_int, check_labels, check_positive, check_rate
+from ._tf import import_tensorflow
 from .cache import MODEL, EntryKey, entry_key, load_keras, load_or_compute, verify_file
 from .cache import default_cache_dir  # noqa: F401  (re-exported: it used to live here)
 from .io import sha256_array
@@ -92,7 +93,7 @@ def training_order(n: int, config: TrainConfig) -> np.ndarray:
 
 def one_cycle_schedule(steps: int, config: TrainConfig):
     """Linear warm-up from lr/10 to ``learning_rate``, then cosine decay to 0."""
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     warmup = int(round(config.warmup * steps))
     return keras.optimizers.schedules.CosineDecay(
@@ -105,7 +106,7 @@ def one_cycle_schedule(steps: int, config: TrainConfig):
 
 
 def _progress_callback(total: int, desc: str):
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
     from tqdm.auto import tqdm
 
     class Progress(keras.callbacks.Callback):
@@ -129,7 +130,7 @@ def train(x: np.ndarray, y: np.ndarray, config: TrainConfig = TrainConfig(), *, 
     The model is built after seeding, so the same inputs give the same
     weights. To continue training an existing model, use :func:`fine_tune`.
     """
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     x = check_images(x, "x")
     y = check_labels(y, len(x), "y")
@@ -170,7 +171,7 @@ def fine_tune(model, x: np.ndarray, y: np.ndarray, *, epochs: int = 2, learning_
 
     ``on_epoch(epoch, model)`` is called after every epoch (for curves).
     """
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
 
     x = check_images(x, "x")
     y = check_labels(y, len(x), "y")

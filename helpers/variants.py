@@ -36,6 +36,7 @@ from ._checks import (
     check_sequence,
     check_str,
 )
+from ._tf import import_tensorflow
 from .attack import ASR_GOAL, DEFAULT_RECIPE, AttackRecipe, check_data, check_recipe, poisoned_training_set, run_attack, trojaned_for
 from .cache import cached_arrays
 from .io import sha256_array
@@ -239,7 +240,7 @@ def adversarially_train(x: np.ndarray, y: np.ndarray, *, eps: float = 0.3, epoch
     model: its adversarial examples change what the digit looks like, not just
     invisible texture, so a victim cannot learn them as a shortcut.
     """
-    import keras
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
     import tensorflow as tf
 
     from .model import build_badnets

@@ -1,4 +1,4 @@
-"""Shared fixtures: real MNIST (verified) and small synthetic data sets."""
+"""Shared fixtures: real MNIST (verified), small synthetic data sets, and the two trained models of the slow tests."""
 
 from __future__ import annotations
 
@@ -29,3 +29,25 @@ def synthetic(n: int = 200, seed: int = 0):
 @pytest.fixture
 def small():
     return synthetic()
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """One model cache for the whole session, cold at its start."""
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def trojaned_result(mnist, model_cache):
+    """The default recipe's trojaned model (trained once per session, from a cold cache)."""
+    from helpers import attack
+
+    return attack.run_attack(attack.DEFAULT_RECIPE, data=mnist, cache_dir=model_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def clean_result(mnist, model_cache):
+    """The same training without poison: the clean baseline (trained once per session)."""
+    from helpers import attack
+
+    return attack.clean_baseline(data=mnist, cache_dir=model_cache, progress=False)

@@ -11,14 +11,14 @@ from helpers.metrics import attack_success_rate
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("model-cache")
+@pytest.fixture
+def cache(model_cache):
+    return model_cache  # the session's cache (tests/conftest.py), shared with tests/test_grade.py
 
 
-@pytest.fixture(scope="module")
-def result(mnist, cache):
-    return attack.run_attack(attack.DEFAULT_RECIPE, data=mnist, cache_dir=cache, progress=False)
+@pytest.fixture
+def result(trojaned_result):
+    return trojaned_result  # trained once per session from the cold cache (tests/conftest.py)
 
 
 def test_default_recipe_meets_both_goals(result):
@@ -40,6 +40,8 @@ def test_command_line_writes_verifiable_deliverables(result, cache, tmp_path, mo
     test_set = load_trojaned_test_set(tmp_path / "trojaned_test_set.npz")
     assert test_set.position == (1, 24) and test_set.trojaned.target == 0
     assert attack_success_rate(model, test_set.trojaned) == pytest.approx(result.test.attack_success_rate)
+    writeup = (tmp_path / "writeup.md").read_text(encoding="utf-8")  # issue 10, item 4: the write-up comes along
+    assert f"{result.test.attack_success_rate:.2%}" in writeup and (tmp_path / "writeup.html").is_file()
 
 
 def test_command_line_rejects_bad_rate(capsys):
@@ -49,8 +51,8 @@ def test_command_line_rejects_bad_rate(capsys):
     assert "rate must be in [0, 1]" in capsys.readouterr().err
 
 
-def test_clean_baseline_has_no_backdoor(mnist, cache):
-    base = attack.clean_baseline(data=mnist, cache_dir=cache, progress=False)
+def test_clean_baseline_has_no_backdoor(clean_result):
+    base = clean_result  # attack.clean_baseline(data=mnist, cache_dir=<session cache>), trained once per session
     assert len(base.poisoned.indices) == 0
     assert base.test.clean_accuracy >= attack.ACCURACY_GOAL
     assert base.test.attack_success_rate < 0.05

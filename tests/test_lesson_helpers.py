@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import matplotlib
@@ -104,19 +105,89 @@ def test_sweep_plot_leaves_matplotlib_settings_alone():
     assert not changed, f"sweep_plot left these rcParams changed: {sorted(changed)}"
 
 
-def test_trigger_explorer_sliders_follow_the_trigger():
+def _stack_links(explorer):
+    """The explorer's browser-side links as {(source widget, trait): [(target widget, trait), ...]}."""
+    links = {}
+    for link in explorer.links:
+        links.setdefault(link.source, []).append(link.target)
+    return links
+
+
+def _shown(stack):
+    """The frame a (possibly nested) stack shows now: follow selected_index down to the text widget."""
+    import ipywidgets as w
+
+    while isinstance(stack, w.Stack):
+        stack = stack.children[stack.selected_index]
+    return stack.value  # the frame: the text naming the state, then its picture
+
+
+def test_trigger_explorer_precomputes_every_state_and_links_it_in_the_browser():
+    import ipywidgets as w
+
     x, _ = synthetic(6)
-    box = widgets.trigger_explorer(x)
-    kind, row, col = box.children[0].children
-    assert (row.value, col.value, row.max, col.max) == (1, 24, 24, 25)
-    kind.value = "pixel"
-    assert (row.value, col.value, row.max, col.max) == (26, 26, 27, 27)
-    kind.value = "pattern"
-    assert (row.max, col.max) == (25, 25)
+    ex = widgets.trigger_explorer(x, n=3)
+    kind, pads = ex.box.children
+    assert kind.value == "L" and isinstance(pads, w.Stack)
+    links = _stack_links(ex)
+    assert (pads, "selected_index") in links[(kind, "index")]  # the dropdown switches pads in the browser
+    for name, pad in zip(kind.options, pads.children):
+        row, col = pad.children[0].children
+        rows_stack = pad.children[1]
+        t = widgets.get_trigger(name)
+        # each trigger has its own sliders over its own range, starting at its default position
+        assert row.value == str(t.default_position[0]) and col.value == str(t.default_position[1])
+        assert row.options[-1] == str(t.max_position()[0]) and col.options[-1] == str(t.max_position()[1])
+        assert (rows_stack, "selected_index") in links[(row, "index")]
+        assert all((inner, "selected_index") in links[(col, "index")] for inner in rows_stack.children)
+        # every (row, col) of the grid shows the frame that names it
+        for i, r in enumerate(row.options):
+            for j, c in enumerate(col.options):
+                rows_stack.selected_index, rows_stack.children[i].selected_index = i, j
+                assert f"{name} trigger at (row {r}, col {c})" in _shown(rows_stack)
+                assert ex.frames[(name, int(r), int(c))].png.startswith(b"\x89PNG")
 
 
-def test_position_explorer_starts_at_the_training_position():
+def test_position_grid_holds_the_default_and_both_ends():
+    assert widgets.position_grid(24, 1, 4) == [0, 1, 5, 9, 13, 17, 21, 24]
+    assert widgets.position_grid(27, 26, 4) == [0, 2, 6, 10, 14, 18, 22, 26, 27]
+    assert widgets.position_grid(0, 0) == [0]
+
+
+def test_digits_png_tiles_the_digits_losslessly():
+    from PIL import Image
+
+    x, _ = synthetic(5)
+    png = widgets.digits_png([x[:3], x[3:5]], scale=2, gap=1)
+    img = np.asarray(Image.open(io.BytesIO(png)))
+    assert img.shape == (2 * 59, 2 * 88)  # 2 rows and 3 columns of 28 pixels with 1-pixel gutters, doubled
+    assert np.array_equal(img[2:58:2, 2:58:2], x[0]) and np.array_equal(img[60:116:2, 2:58:2], x[3])
+    assert (img[60:116, 118:174] == 128).all()  # the second row has no third digit: grey background
+
+
+def test_position_explorer_starts_at_the_training_position_and_counts_each_frame():
     x, y = synthetic(20)
-    box = widgets.position_explorer(LModel(), x, y, n=4)
-    row, col = box.children[0].children
-    assert (row.value, col.value, row.max, col.max) == (1, 24, 24, 25)
+    ex = widgets.position_explorer(LModel(), x, y, n=4)
+    row, col = ex.controls["row"], ex.controls["col"]
+    assert (row.value, col.value) == ("1", "24")
+    assert row.options[-1] == "24" and col.options[-1] == "25"
+    assert "trigger at (1, 24): 4 of 4 digits sent to 0" in _shown(ex.box.children[1])
+    assert ex.frames[(0, 0)].text.startswith("trigger at (0, 0): 0 of 4 digits sent to 0\n")  # the L fires only at (1, 24)
+    assert ex.frames[(1, 24)].text.splitlines()[-1].split()[2:] == ["0"] * 4  # the stamped predictions, one per digit
+    assert set(ex.frames) == {(int(r), int(c)) for r in row.options for c in col.options}
+
+
+def test_strip_explorer_frames_name_their_threshold_and_its_rates():
+    from helpers.defences import StripResult, strip_rates
+
+    rng = np.random.default_rng(0)
+    clean, trojan = rng.uniform(0.5, 2.0, 200), rng.uniform(0.0, 0.6, 100)
+    result = StripResult(clean, clean, trojan, 0.6123, 0.01, 0.0, 0.0, 0.0)
+    ex = widgets.strip_explorer(result, n_thresholds=5)
+    slider = ex.controls["threshold"]
+    assert slider.value == "0.612" and "0.612 (the defender&#x27;s threshold)" in _shown(ex.box.children[1])
+    assert len(ex.frames) == 6  # five evenly spaced thresholds and the defender's
+    for threshold, frame in ex.frames.items():
+        frr, far = strip_rates(clean, trojan, threshold)
+        assert frame.text.startswith(f"threshold {threshold:.3f}")
+        assert f"false rejections {frr:.1%}" in frame.text and f"false acceptances {far:.1%}" in frame.text
