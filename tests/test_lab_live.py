@@ -11,6 +11,7 @@ switches them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -76,8 +77,16 @@ def test_trigger_slider_runs_in_jupyterlab_with_a_live_kernel(lab):
             page.goto(f"{lab}/lab/tree/{LESSON}", timeout=120_000)
             page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
             expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached(timeout=120_000)
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.locator("li[data-command='runmenu:run-all']").click()
+            prompts = page.locator(".jp-InputPrompt")
+            for attempt in range(6):  # a Run All sent before the kernel has connected is dropped: send it again
+                page.get_by_role("menuitem", name="Run", exact=True).click()
+                page.locator("li[data-command='runmenu:run-all']").click()
+                try:  # the first code cell shows [*] or [1] once the kernel takes the cells
+                    expect(prompts.filter(has_text=re.compile(r"\[(\*|\d+)\]")).first).to_be_attached(timeout=20_000)
+                    break
+                except AssertionError:
+                    if attempt == 5:
+                        raise
             explorer = page.locator(".jp-OutputArea-output .widget-vbox").filter(has=page.locator(".widget-dropdown")).first
             explorer.wait_for(timeout=300_000)
             shown = explorer.locator(".widget-html:visible pre")
