@@ -141,6 +141,10 @@ def main(argv=None) -> int:
         print("\n".join(["key numbers that moved in results/:", *changes]) if changes else "results/: no key number moved")
     if any(nb.name.startswith("03_") for nb in lessons):
         print(summary())
+    if not args.output_dir and not args.keep_results:  # the lessons and results/ changed in place: so does the guide
+        import make_instructor
+
+        make_instructor.main([])
     print(f"raw output of the kernels: {args.log}")
     return 0
 
