@@ -30,7 +30,6 @@ writes nothing; the parent turns the exit status into the reason.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -105,9 +104,9 @@ def main(argv=None) -> int:
         answer = evaluate_file(model_path, eval_path)
     except _Refused as exc:
         answer = {"ok": False, "reason": str(exc)}
-    tmp = result_path.with_name(result_path.name + ".part")
-    tmp.write_text(json.dumps(answer), encoding="utf-8")
-    os.replace(tmp, result_path)
+    from helpers.io import atomic_write_text  # written whole and fsync-ed, or not at all
+
+    atomic_write_text(result_path, json.dumps(answer))
     return 0
 
 

@@ -25,14 +25,18 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import copy
+import functools
 import hashlib
+import http.server
 import json
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import nbformat
@@ -192,6 +196,22 @@ def render(notebook: Path, out: Path, exp: SlidesExporter | None = None) -> Path
     dest = out / (notebook.stem + ".slides.html")
     atomic_write_text(dest, replace_glyphs(body))
     return dest
+
+
+@contextlib.contextmanager
+def serve(folder: Path):
+    """Serve ``folder`` on the loopback interface (a free port, no request log); yields the base URL."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def main(argv=None) -> int:

@@ -15,12 +15,9 @@ Usage: ``python scripts/screenshots.py [--out DIR]`` (``make screenshots``).
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,11 +57,7 @@ def main(argv=None) -> int:
         decks = Path(tmp)
         render_slides.main(["--out", str(decks), str(ROOT / "notebooks" / "02_stamping_triggers.ipynb"),
                             str(ROOT / "notebooks" / "03_poisoning_rate_sweep.ipynb")])
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(decks))
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        try:
+        with render_slides.serve(decks) as url:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
                 page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -83,8 +76,6 @@ def main(argv=None) -> int:
                 page.wait_for_timeout(300)
                 _shot(page, args.out / "02_slider_after.png")
                 browser.close()
-        finally:
-            httpd.shutdown()
     return 0
 
 
