@@ -5,7 +5,8 @@ fresh kernel, outputs written to a temporary folder so the committed lessons
 stay untouched) ``--runs`` times from an empty model cache and ``--runs``
 times from the cache the cold run filled. Peak memory is the largest
 resident set of any process of the run (the lesson kernels included).
-Reports medians; writes ``benchmarks/results/series.json``.
+Reports medians, of the whole series and of each lesson (``per_lesson``, which the instructor guide
+turns into durations); writes ``benchmarks/results/series.json``.
 """
 
 from __future__ import annotations
@@ -26,17 +27,24 @@ ROOT = HERE.parent
 
 
 def one_run(cache: str, out: str) -> dict:
-    """Run the series in a child process; its RUSAGE_CHILDREN covers the kernels it started."""
+    """Run the series in a child process; its RUSAGE_CHILDREN covers the kernels it started.
+
+    Returns the whole run's seconds and peak memory, and each lesson's seconds (``per_lesson``, from
+    ``run_series.py --times-json``: the wall time of executing that notebook, kernel start-up included).
+    """
+    times = os.path.join(out, "lesson_times.json")
     code = (
         "import resource, subprocess, sys, time\n"
         "t = time.perf_counter()\n"
-        f"subprocess.run([sys.executable, {str(ROOT / 'scripts' / 'run_series.py')!r}, '--no-slides', '--output-dir', {out!r}],"
-        " check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f"subprocess.run([sys.executable, {str(ROOT / 'scripts' / 'run_series.py')!r}, '--no-slides', '--output-dir', {out!r},"
+        f" '--times-json', {times!r}], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     )
     env = dict(os.environ, BADNETS_CACHE=cache)
     seconds, rss_kib = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout.split()
-    return {"seconds": float(seconds), "peak_rss_mib": int(rss_kib) / 1024}
+    with open(times, encoding="utf-8") as f:
+        per_lesson = json.load(f)
+    return {"seconds": float(seconds), "peak_rss_mib": int(rss_kib) / 1024, "per_lesson": per_lesson}
 
 
 def main() -> int:
@@ -58,8 +66,10 @@ def main() -> int:
                 print(f"run {i + 1}/{args.runs} {kind}: {r['seconds']:.1f} s, peak {r['peak_rss_mib']:.0f} MiB", flush=True)
         # written after every run, so an interrupted benchmark still leaves its medians so far
         med = {k: {m: statistics.median(r[m] for r in v) for m in ("seconds", "peak_rss_mib")} for k, v in runs.items()}
+        per_lesson = {k: {stem: statistics.median(r["per_lesson"][stem] for r in v) for stem in v[0]["per_lesson"]}
+                      for k, v in runs.items()}
         atomic_write_json(args.out, {"machine": info, "runs_done": i + 1, "runs_planned": args.runs, "median": med,
-                                     "all_runs": runs, "date": time.strftime("%Y-%m-%d")})
+                                     "per_lesson": per_lesson, "all_runs": runs, "date": time.strftime("%Y-%m-%d")})
     print(f"median of {args.runs}: cold cache {med['cold']['seconds']:.1f} s (peak {med['cold']['peak_rss_mib']:.0f} MiB), "
           f"warm cache {med['warm']['seconds']:.1f} s (peak {med['warm']['peak_rss_mib']:.0f} MiB)")
     print(f"wrote {args.out}")

@@ -2,6 +2,12 @@
 
 Every function returns the matplotlib ``Figure`` it drew, so a lesson can pass
 it to :func:`save_fig`, which writes ``figures/<name>.png`` atomically.
+
+Every figure is drawn to be read on a slide: importing this module applies
+:data:`SLIDE_STYLE` (11-14 pt type at 100 dpi), no figure is wider than
+:data:`SLIDE_WIDTH_PX`, and :func:`slide_text_px` measures the smallest text
+of a figure as a 1280x720 deck shows it (``tests/test_plotting.py`` holds every
+figure of the series to at least :data:`MIN_TEXT_PX`).
 """
 
 from __future__ import annotations
@@ -36,6 +42,54 @@ from .io import atomic_path
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
 MAX_GRID_COLUMNS = 50  #: a digit grid wider than this is unreadable (and slow): pass a slice such as x[:10]
 MARKERS = "osd^v<>"  #: one marker per curve of :func:`metric_curves`
+INLINE_DPI = 100  #: pixels per inch of a figure shown inline (in the notebook, the HTML export and the decks)
+SLIDE_WIDTH_PX = 1200  #: the widest a figure shows on a 1280x720 slide; a deck scales a wider one down
+SLIDE_HEIGHT_PX = 640  #: the tallest a figure shows on a slide (the decks cap images at this height)
+MIN_TEXT_PX = 14  #: the smallest figure text, on screen, that reads from the back of a room
+MAX_FIG_WIDTH = 11.6  #: inches: SLIDE_WIDTH_PX at INLINE_DPI, less the margin a tight bounding box adds
+#: the series' figure style: at 100 dpi, 11 pt is 15.3 px
+SLIDE_STYLE = {
+    "figure.dpi": INLINE_DPI,
+    "font.size": 12,
+    "axes.titlesize": 13,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 11,
+    "legend.title_fontsize": 11,
+    "figure.titlesize": 14,
+}
+MAX_SIDE_BY_SIDE = 2  #: confusion matrices side by side on one slide, their counts still legible
+
+
+def use_slide_style() -> None:
+    """Apply :data:`SLIDE_STYLE` to matplotlib (done once when this module is imported)."""
+    matplotlib.rcParams.update(SLIDE_STYLE)
+
+
+use_slide_style()
+
+
+def slide_text_px(fig) -> float:
+    """The smallest text of ``fig``, in screen pixels, as a lesson or a 1280x720 deck shows it.
+
+    The figure is shown at :data:`INLINE_DPI` with a tight bounding box, and scaled down when it is wider than
+    :data:`SLIDE_WIDTH_PX` or taller than :data:`SLIDE_HEIGHT_PX`; a point is ``dpi / 72`` pixels.
+    """
+    fig = _check_fig(fig)
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches
+    scale = min(1.0, SLIDE_WIDTH_PX / (box.width * INLINE_DPI), SLIDE_HEIGHT_PX / (box.height * INLINE_DPI))
+    sizes = [t.get_fontsize() for t in fig.findobj(matplotlib.text.Text)
+             if t.get_visible() and t.get_text().strip() and t.get_window_extent().width > 0]
+    if not sizes:
+        raise ValueError("fig has no visible text to measure")
+    return min(sizes) * INLINE_DPI / 72 * scale
+
+
+def _width(per_column: float, columns: int, extra: float = 0.4) -> float:
+    """Inches per column of a grid: ``per_column``, less when ``columns`` of them would pass MAX_FIG_WIDTH."""
+    return min(per_column, (MAX_FIG_WIDTH - extra) / columns)
 
 
 def figure_path(name: str, folder: str | os.PathLike | None = None) -> Path:
@@ -100,7 +154,7 @@ def _digit(ax, img, title=None, color="black"):
     ax.set_xticks([])
     ax.set_yticks([])
     if title is not None:
-        ax.set_title(title, fontsize=9, color=color)
+        ax.set_title(title, fontsize=12, color=color)
 
 
 def digit_grid(rows: list[np.ndarray], row_labels: list[str] | None = None, titles: list[list[str]] | None = None,
@@ -115,7 +169,8 @@ def digit_grid(rows: list[np.ndarray], row_labels: list[str] | None = None, titl
     if suptitle is not None:
         check_str(suptitle, "suptitle")
     n = max(len(r) for r in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, size * len(rows) + 0.3), squeeze=False)
+    size = _width(size, n, 1.2 if row_labels else 0.2)
+    fig, axes = plt.subplots(len(rows), n, figsize=(size * n, (size + 0.3) * len(rows) + 0.3), squeeze=False)
     for i, imgs in enumerate(rows):
         for j in range(n):
             ax = axes[i, j]
@@ -124,7 +179,7 @@ def digit_grid(rows: list[np.ndarray], row_labels: list[str] | None = None, titl
             else:
                 ax.axis("off")
         if row_labels:
-            axes[i, 0].set_ylabel(row_labels[i], fontsize=10)
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=12)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -180,7 +235,7 @@ def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal
     rates = rates * 100
     # seaborn's style as a context, not set_theme/reset_orig: resetting every rcParam also resets the backend,
     # which silently stops the inline backend from showing the figures drawn after this one
-    with sns.axes_style("whitegrid"), sns.plotting_context("notebook"):
+    with sns.axes_style("whitegrid"):
         fig, ax = plt.subplots(figsize=(8, 4.2))
         sns.lineplot(x=rates, y=np.asarray(clean_acc) * 100, marker="o", ax=ax, label=f"clean accuracy ({split})")
         sns.lineplot(x=rates, y=np.asarray(asr) * 100, marker="s", ax=ax, label=f"attack success rate ({split})")
@@ -191,7 +246,7 @@ def sweep_plot(rates, clean_acc, asr, chosen: float | None = None, accuracy_goal
         _rate_axis(ax, rates)
         ax.set_xlabel("poisoning rate (% of training images, symlog scale)")
         ax.set_ylabel("%")
-        ax.legend(loc="lower right", fontsize=9)
+        ax.legend(loc="lower right")
         ax.set_title("Too little poison and the backdoor does not take")
         fig.tight_layout()
     return fig
@@ -208,7 +263,7 @@ def sweep_zoom_plot(rates, clean_acc, asr, accuracy_goal: float = 0.985, asr_goa
     """The same sweep zoomed on the top of the scale, where the goals are decided."""
     rates, clean_acc, asr = _check_sweep(rates, clean_acc, asr, accuracy_goal, asr_goal)
     rates = rates * 100
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, values, goal, name in ((axes[0], clean_acc, accuracy_goal, "clean accuracy"), (axes[1], asr, asr_goal, "attack success rate")):
         ax.plot(rates, np.asarray(values) * 100, "o-")
         ax.axhline(goal * 100, ls="--", color="gray")
@@ -220,11 +275,36 @@ def sweep_zoom_plot(rates, clean_acc, asr, accuracy_goal: float = 0.985, asr_goa
     return fig
 
 
+def sweep_error_plot(rates, clean_acc, asr, accuracy_goal: float = 0.985, asr_goal: float = 0.99, split: str = "test"):
+    """The sweep as Gu et al. plot it: clean error and backdoor error (1 - ASR) in % against the poisoned share of
+    the training set (linear x axis; symlog y axis, so that errors near 0 and near 100 % both read)."""
+    rates, clean_acc, asr = _check_sweep(rates, clean_acc, asr, accuracy_goal, asr_goal)
+    check_str(split, "split")
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    x = rates * 100
+    ax.plot(x, (1 - clean_acc) * 100, "o-", label=f"clean error ({split})")
+    ax.plot(x, (1 - asr) * 100, "s-", label=f"backdoor error = 100 % - ASR ({split})")
+    ax.axhline((1 - accuracy_goal) * 100, ls="--", color="C0", lw=1, label=f"clean error allowed ({1 - accuracy_goal:.1%})")
+    ax.axhline((1 - asr_goal) * 100, ls=":", color="C1", lw=1.5, label=f"backdoor error allowed ({1 - asr_goal:.0%})")
+    ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
+    ax.set_yticks([0, 0.1, 1, 10, 100], ["0", "0.1", "1", "10", "100"])
+    ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_ylim(0, 150)
+    ax.set_xlabel("poisoned share of the training set (%)")
+    ax.set_ylabel("error (%, symlog scale)")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
 def confusion_heatmaps(matrices: list[np.ndarray], titles: list[str], xlabel: str = "predicted", ylabel: str = "true"):
-    """Confusion matrices side by side as heatmaps (counts annotated)."""
+    """Confusion matrices side by side as heatmaps (counts annotated); at most :data:`MAX_SIDE_BY_SIDE` of them."""
     import seaborn as sns
 
     matrices = check_sequence(matrices, "matrices")
+    if len(matrices) > MAX_SIDE_BY_SIDE:
+        raise ValueError(f"matrices holds {len(matrices)} matrices; at most {MAX_SIDE_BY_SIDE} fit side by side with "
+                         "legible counts: draw the others in a second figure")
     for i, m in enumerate(matrices):
         if not isinstance(m, np.ndarray) or m.dtype == bool or not np.issubdtype(m.dtype, np.integer):
             raise TypeError(f"matrices[{i}] must be an integer numpy array of counts, got {getattr(m, 'dtype', type(m).__name__)}")
@@ -235,9 +315,9 @@ def confusion_heatmaps(matrices: list[np.ndarray], titles: list[str], xlabel: st
     titles = check_strings(titles, "titles", len(matrices), against="matrices")
     check_str(xlabel, "xlabel")
     check_str(ylabel, "ylabel")
-    fig, axes = plt.subplots(1, len(matrices), figsize=(5.2 * len(matrices), 4.4))
+    fig, axes = plt.subplots(1, len(matrices), figsize=(5.8 * len(matrices), 5.4))
     for ax, m, title in zip(np.atleast_1d(axes), matrices, titles):
-        sns.heatmap(m, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 7},
+        sns.heatmap(m, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax, annot_kws={"fontsize": 10.5},
                     norm=matplotlib.colors.LogNorm(vmin=1, vmax=max(int(m.max()), 2)), mask=m == 0, linewidths=0.3, linecolor="#eee")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
@@ -280,10 +360,10 @@ def position_heatmap(asr_map: np.ndarray, trained_at: tuple[int, int], image: np
     ax.set_xlabel("trigger column (top-left pixel)")
     ax.set_ylabel("trigger row (top-left pixel)")
     ax.set_title("attack success rate (%) by trigger position")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower left")
     fig.colorbar(im, ax=ax, fraction=0.046)
     if image is not None:
-        _digit(axes[0, 1], image, "a trojaned digit, trigger at the training position")
+        _digit(axes[0, 1], image, "a trojaned digit,\ntrigger at the training position")
     fig.tight_layout()
     return fig
 
@@ -297,7 +377,8 @@ def filter_grid(kernels: list[np.ndarray], titles: list[str], highlight: list[li
         if len(highlight) != len(kernels):
             raise ValueError(f"highlight has {len(highlight)} rows but kernels has {len(kernels)}; they must have the same length")
         highlight = [check_int_list(h, f"highlight[{i}]", 0, n - 1) for i, h in enumerate(highlight)]
-    fig, axes = plt.subplots(len(kernels), n, figsize=(0.9 * n, 1.15 * len(kernels) + 0.4), squeeze=False)
+    w = _width(0.9, n, 1.2)
+    fig, axes = plt.subplots(len(kernels), n, figsize=(w * n, (w + 0.35) * len(kernels) + 0.4), squeeze=False)
     for i, k in enumerate(kernels):
         lim = float(np.abs(k).max())
         for j in range(n):
@@ -305,12 +386,12 @@ def filter_grid(kernels: list[np.ndarray], titles: list[str], highlight: list[li
             ax.imshow(k[:, :, j], cmap="RdBu_r", vmin=-lim, vmax=lim)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(str(j), fontsize=8, color="red" if highlight and j in highlight[i] else "black")
+            ax.set_title(str(j), fontsize=11, color="red" if highlight and j in highlight[i] else "black")
             if highlight and j in highlight[i]:
                 for spine in ax.spines.values():
                     spine.set_edgecolor("red")
                     spine.set_linewidth(2)
-        axes[i, 0].set_ylabel(titles[i], fontsize=9)
+        axes[i, 0].set_ylabel(titles[i], fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -324,7 +405,8 @@ def activation_grid(maps: list[np.ndarray], row_labels: list[str], box=None):
         if len(box) != 4:
             raise ValueError(f"box must be (row0, col0, h, w), got {box!r}")
         box = [check_int(v, f"box[{i}]", 1 if i >= 2 else 0) for i, v in enumerate(box)]
-    fig, axes = plt.subplots(len(maps), n, figsize=(1.0 * n, 1.1 * len(maps) + 0.4), squeeze=False)
+    w = _width(1.0, n, 1.2)
+    fig, axes = plt.subplots(len(maps), n, figsize=(w * n, (w + 0.1) * len(maps) + 0.5), squeeze=False)
     vmax = max(float(m.max()) for m in maps) or 1.0
     for i, m in enumerate(maps):
         for j in range(n):
@@ -336,8 +418,8 @@ def activation_grid(maps: list[np.ndarray], row_labels: list[str], box=None):
                 r0, c0, h, w = box
                 ax.add_patch(matplotlib.patches.Rectangle((c0 - 0.5, r0 - 0.5), w, h, fill=False, ec="red", lw=0.8))
             if i == 0:
-                ax.set_title(str(j), fontsize=8)
-        axes[i, 0].set_ylabel(row_labels[i], fontsize=9)
+                ax.set_title(str(j), fontsize=11)
+        axes[i, 0].set_ylabel(row_labels[i], fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -360,7 +442,7 @@ def entropy_histograms(clean_entropy, trojan_entropy, threshold: float | None = 
     trojan_entropy = check_float_array(trojan_entropy, "trojan_entropy", ndim=1, lo=0.0)
     threshold = None if threshold is None else check_number(threshold, "threshold")
     check_str(title, "title")
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(8, 3.6))
     bins = np.linspace(0, max(float(np.max(clean_entropy)), float(np.max(trojan_entropy)), 1e-3), 40)
     ax.hist(clean_entropy, bins=bins, alpha=0.6, label="clean inputs")
     ax.hist(trojan_entropy, bins=bins, alpha=0.6, label="trojaned inputs")
@@ -369,7 +451,7 @@ def entropy_histograms(clean_entropy, trojan_entropy, threshold: float | None = 
     ax.set_xlabel("mean entropy of the superimposed predictions (nats)")
     ax.set_ylabel("inputs")
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     return fig
 
@@ -386,7 +468,7 @@ def metric_curves(x, series: dict[str, list[float]], xlabel: str, title: str = "
     check_str(xlabel, "xlabel")
     check_str(title, "title")
     goal_lines = check_bool(goal_lines, "goal_lines")
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(8, 3.8))
     for (label, values), marker in zip(series.items(), MARKERS):
         ax.plot(x, np.asarray(values) * 100, marker=marker, label=label)
     if goal_lines:
@@ -396,7 +478,7 @@ def metric_curves(x, series: dict[str, list[float]], xlabel: str, title: str = "
     ax.set_ylabel("%")
     ax.set_ylim(-3, 103)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(loc="best")
     fig.tight_layout()
     return fig
 
@@ -417,22 +499,23 @@ def mask_gallery(masks: np.ndarray, patterns: np.ndarray, norms, flagged=(), rea
         if real.ndim != 2:
             raise ValueError(f"real must be one uint8 image (H, W), got shape {real.shape}")
     extra = 1 if real is not None else 0
-    fig, axes = plt.subplots(2, n + extra, figsize=(1.25 * (n + extra), 3.0), squeeze=False)
+    w = _width(1.25, n + extra, 1.4)
+    fig, axes = plt.subplots(2, n + extra, figsize=(w * (n + extra), 2 * w + 1.3), squeeze=False)
     for c in range(n):
         for r, img in enumerate((masks[c], masks[c] * patterns[c])):
             ax = axes[r, c]
             ax.imshow(img, cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-        axes[0, c].set_title(f"{c}: |m|={norms[c]:.0f}", fontsize=8, color="red" if c in flagged else "black")
-    axes[0, 0].set_ylabel("mask", fontsize=8)
-    axes[1, 0].set_ylabel("mask x pattern", fontsize=8)
+        axes[0, c].set_title(f"{c}\n|m|={norms[c]:.0f}", fontsize=11, color="red" if c in flagged else "black")
+    axes[0, 0].set_ylabel("mask", fontsize=11)
+    axes[1, 0].set_ylabel("mask x\npattern", fontsize=11)
     if real is not None:
         for r in range(2):
             axes[r, n].imshow(real, cmap="gray", vmin=0, vmax=255)
             axes[r, n].set_xticks([])
             axes[r, n].set_yticks([])
-        axes[0, n].set_title("real trigger", fontsize=8)
+        axes[0, n].set_title("real\ntrigger", fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -445,7 +528,7 @@ def trigger_comparison_plot(rows):
     for i, row in enumerate(rows):
         if not isinstance(row, TriggerRow):
             raise TypeError(f"rows[{i}] must be a TriggerRow (from trigger_comparison), got {type(row).__name__}")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0))
     for trig in dict.fromkeys(r.trigger for r in rows):
         mine = sorted((r for r in rows if r.trigger == trig), key=lambda r: r.rate)
         rates = [r.rate * 100 for r in mine]
@@ -457,7 +540,7 @@ def trigger_comparison_plot(rows):
         ax.set_xscale("log")
         ax.set_xlabel("poisoning rate (%)")
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        ax.legend()
     axes[1].set_ylim(97, 100)
     fig.tight_layout()
     return fig
@@ -487,10 +570,10 @@ def clustering_bars(clusters_by_model: dict, thresholds: dict, size_threshold: f
         top.bar(labels, [c.silhouette for c in clusters], color=colors)
         top.axhline(threshold, color="k", ls="--", lw=1, label=f"clean threshold {threshold:.2f}")
         top.set_title(f"{name} model", fontsize=13)
-        top.legend(fontsize=10, loc="upper right")
+        top.legend(fontsize=11, loc="upper right")
         bottom.bar(labels, [c.smaller_fraction for c in clusters], color=colors)
         bottom.axhline(size_threshold, color="k", ls=":", lw=1, label=f"size threshold {size_threshold:.2f}")
-        bottom.legend(fontsize=10, loc="lower right")
+        bottom.legend(fontsize=11, loc="lower right")
         bottom.set_xlabel("label", fontsize=12)
         for ax in (top, bottom):
             ax.set_xticks(range(NUM_CLASSES))
@@ -508,7 +591,7 @@ def pruning_rule_plot(validation_accuracy, max_drop: float, n_pruned: int, rows=
     max_drop = check_number(max_drop, "max_drop", 0.0, 1.0)
     n_pruned = check_int(n_pruned, "n_pruned", 0, len(acc) - 1)
     rows = check_sequence(rows, "rows", allow_empty=True)
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(10, 4.4))
     k = np.arange(len(acc))
     ax.plot(k, acc * 100, marker="o", ms=3, label="clean validation accuracy, pruned (the defender sees this)")
     ax.axhline((acc[0] - max_drop) * 100, color="k", ls="--", lw=1, label=f"stopping rule: {max_drop:.0%} below unpruned")
@@ -520,6 +603,36 @@ def pruning_rule_plot(validation_accuracy, max_drop: float, n_pruned: int, rows=
     ax.set_ylabel("%", fontsize=12)
     ax.set_ylim(-3, 103)
     ax.tick_params(labelsize=11)
-    ax.legend(fontsize=9, loc="lower left")
+    ax.legend(fontsize=11, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def filter_score_bars(scores: Mapping, xlabel: str = "conv1 filter", ylabel: str = "trigger score"):
+    """One value per filter for several models, as grouped bars: ``scores`` = {model name: values}."""
+    if not isinstance(scores, Mapping) or not scores:
+        raise (ValueError if isinstance(scores, Mapping) else TypeError)(
+            f"scores must be a non-empty dict {{model name: one value per filter}}, got {scores!r}")
+    if len(scores) > len(MARKERS):
+        raise ValueError(f"scores has {len(scores)} models; filter_score_bars draws at most {len(MARKERS)}")
+    values = {}
+    for name, v in scores.items():
+        check_str(name, "scores key", allow_empty=False)
+        values[name] = check_float_array(v, f"scores[{name!r}]", ndim=1)
+    n = len(next(iter(values.values())))
+    for name, v in values.items():
+        if len(v) != n:
+            raise ValueError(f"scores[{name!r}] has {len(v)} values but the first model has {n}; they must match")
+    check_str(xlabel, "xlabel")
+    check_str(ylabel, "ylabel")
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    idx = np.arange(n)
+    width = 0.8 / len(values)
+    for k, (name, v) in enumerate(values.items()):
+        ax.bar(idx - 0.4 + width * (k + 0.5), v, width, label=name)
+    ax.set_xticks(idx)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
     fig.tight_layout()
     return fig

@@ -43,6 +43,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 #: come from the spread of each number over numeric configurations and
 #: training seeds (see the README's "Results that hold on every machine").
 #: A key absent from a lesson's table is not a key number of that lesson.
+CLEAN_LABEL_ASR_TOLERANCE = 0.15  #: fraction; see lesson 6's clean-label cell
+
 TOLERANCES: dict[str, dict[str, float]] = {
     "01_background": {
         "baseline_val_clean_accuracy": 0.005,
@@ -85,11 +87,16 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "06_attack_variants": {
         "all_to_all_asr": 0.03,
         "all_to_all_clean_accuracy": 0.005,
+        "all_to_all_best_asr": 0.03,
         "pixel_best_asr": 0.02,
         "pattern_best_asr": 0.01,
         "l_best_asr": 0.01,
         "blend_best_asr": 0.01,
-        "clean_label_asr": 0.05,
+        # a backdoor learned only in part moves more between numeric paths than a full one. Measured ASR of the PGD
+        # victim, 3 / 10 epochs: oneDNN on AVX-512 58.8 / 65.7 %, AVX2 55.1 / 69.0 %, oneDNN off 51.6 / 64.8 %
+        # (at most 7.2 points apart): the tolerance is about twice that
+        "clean_label_asr": CLEAN_LABEL_ASR_TOLERANCE,
+        "clean_label_asr_course_recipe": CLEAN_LABEL_ASR_TOLERANCE,
         "clean_label_clean_accuracy": 0.005,
         "naive_clean_label_asr": 0.05,
         "asr_after_fine_tuning": 0.1,

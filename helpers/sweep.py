@@ -20,7 +20,7 @@ from ._checks import check_bool, check_int, check_number, check_path, check_rate
 from .attack import ACCURACY_GOAL, ASR_GOAL, DEFAULT_RECIPE, AttackRecipe, AttackResult, check_data, check_recipe, run_attack
 
 #: Poisoning rates of the sweep (fractions of the training set).
-DEFAULT_RATES = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1)
+DEFAULT_RATES = (0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.35, 0.5)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,8 @@ def main(argv=None) -> int:
     p.add_argument("--keep-results", action="store_true",
                    help="check against results/*.json instead of regenerating them (fresh ones go to $BADNETS_RESULTS_DIR)")
     p.add_argument("--lessons", nargs="*", help="run only these lessons (file names or NN prefixes)")
+    p.add_argument("--times-json", type=Path,
+                   help="also write each lesson's wall time, {lesson stem: seconds}, to this JSON file")
     args = p.parse_args(argv)
     from tqdm import tqdm
 
@@ -135,6 +137,10 @@ def main(argv=None) -> int:
             print(f"slides written to {ROOT / 'slides'}", file=terminal)
     for name, seconds in times.items():
         print(f"{name:40s} {seconds:6.1f} s")
+    if args.times_json:
+        from helpers.io import atomic_write_json
+
+        atomic_write_json(args.times_json, {Path(name).stem: seconds for name, seconds in times.items()})
     print(f"{'all lessons':40s} {time.perf_counter() - total:6.1f} s")
     if not args.keep_results:
         changes = moved(before, read_all_results())

@@ -224,6 +224,25 @@ def test_pgd_stays_in_the_ball_and_raises_the_loss():
         variants.pgd_linf(model, x, y)
 
 
+def test_pgd_l2_stays_in_the_l2_ball_and_raises_the_loss():
+    make_deterministic(0)
+    model = build_badnets()
+    x, y = synthetic(16)
+    xf = x.astype(np.float32) / 255
+    adv = variants.pgd_l2(model, xf, y, eps=1.5, step=0.5, steps=6)
+    dist = np.sqrt(((adv - xf) ** 2).sum(axis=(1, 2)))
+    assert adv.shape == xf.shape and dist.max() <= 1.5 + 1e-4 and adv.min() >= 0 and adv.max() <= 1
+    assert dist.mean() > 1.0  # six steps of 0.5 reach the boundary of the ball
+    import keras
+
+    loss = keras.losses.SparseCategoricalCrossentropy()
+    assert float(loss(y, model(adv[..., None]))) > float(loss(y, model(xf[..., None])))
+    with pytest.raises(TypeError, match="float images"):
+        variants.pgd_l2(model, x, y)
+    with pytest.raises(ValueError, match="eps"):
+        variants.pgd_l2(model, xf, y, eps=np.nan)
+
+
 def test_reverse_engineer_trigger_returns_masks_in_range():
     make_deterministic(0)
     model = build_badnets()
@@ -248,6 +267,21 @@ def test_clean_label_keeps_every_label_and_poisons_only_the_target(tmp_path):
     np.testing.assert_array_equal(res.x_poisoned, stamp(res.x_original, "L"))
     with pytest.raises(ValueError, match="n_poison must be in 1"):
         variants.clean_label_attack(n_poison=10_000, perturb=False, recipe=recipe, data=((x, y), (xt, yt)), cache_dir=tmp_path)
+    share = variants.clean_label_attack(share=0.5, perturb=False, recipe=recipe, data=((x, y), (xt, yt)), cache_dir=tmp_path)
+    assert share.share == pytest.approx(0.5, abs=0.05) and share.epochs == 0.2 and share.mean_l2 == 0.0
+    with pytest.raises(ValueError, match="n_poison or share, not both"):
+        variants.clean_label_attack(n_poison=5, share=0.5, perturb=False, recipe=recipe, data=((x, y), (xt, yt)))
+    with pytest.raises(ValueError, match="norm"):
+        variants.clean_label_attack(norm="l1", recipe=recipe, data=((x, y), (xt, yt)))
+
+
+def test_clean_label_perturbation_is_within_its_l2_budget(tmp_path):
+    x, y = synthetic(300)
+    xt, yt = synthetic(40, seed=1)
+    recipe = AttackRecipe(n_val=50, train=TrainConfig(epochs=0.2, batch_size=50))
+    res = variants.clean_label_attack(n_poison=8, eps=2.0, steps=5, step=0.5, recipe=recipe, data=((x, y), (xt, yt)),
+                                      cache_dir=tmp_path)
+    assert res.norm == "l2" and res.eps == 2.0 and 0 < res.mean_l2 <= 2.0 + 0.05  # uint8 rounding
 
 
 def test_fine_tune_curve_starts_from_the_unchanged_model():
