@@ -608,8 +608,10 @@ def pruning_rule_plot(validation_accuracy, max_drop: float, n_pruned: int, rows=
     return fig
 
 
-def filter_score_bars(scores: Mapping, xlabel: str = "conv1 filter", ylabel: str = "trigger score"):
-    """One value per filter for several models, as grouped bars: ``scores`` = {model name: values}."""
+def filter_score_bars(scores: Mapping, xlabel: str = "conv1 filter", ylabel: str = "trigger score",
+                      ticklabels=None):
+    """One value per filter (or per item) for several models, as grouped bars: ``scores`` = {model name: values};
+    ``ticklabels`` names the items (default: their index)."""
     if not isinstance(scores, Mapping) or not scores:
         raise (ValueError if isinstance(scores, Mapping) else TypeError)(
             f"scores must be a non-empty dict {{model name: one value per filter}}, got {scores!r}")
@@ -625,14 +627,16 @@ def filter_score_bars(scores: Mapping, xlabel: str = "conv1 filter", ylabel: str
             raise ValueError(f"scores[{name!r}] has {len(v)} values but the first model has {n}; they must match")
     check_str(xlabel, "xlabel")
     check_str(ylabel, "ylabel")
+    if ticklabels is not None:
+        ticklabels = check_strings(ticklabels, "ticklabels", n, against="each model's values")
     fig, ax = plt.subplots(figsize=(9, 3.6))
     idx = np.arange(n)
     width = 0.8 / len(values)
     for k, (name, v) in enumerate(values.items()):
         ax.bar(idx - 0.4 + width * (k + 0.5), v, width, label=name)
-    ax.set_xticks(idx)
+    ax.set_xticks(idx, ticklabels if ticklabels is not None else [str(i) for i in idx])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend()
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(values), frameon=False)  # above the bars
     fig.tight_layout()
     return fig

@@ -101,6 +101,21 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "naive_clean_label_asr": 0.05,
         "asr_after_fine_tuning": 0.1,
     },
+    "08_latent_backdoors": {
+        # measured with oneDNN on AVX-512 (the reference), on AVX2 and with oneDNN off: the lambda=1 latent student's
+        # ASR 90.0 / 93.6 / 87.1 %, the lambda=3 one's 96.3 / 97.4 / 97.9 %, the lambda=1 student's clean accuracy
+        # 94.1 / 94.6 / 95.4 %; every other key moved by less than 0.5 points. Each tolerance is at least twice the
+        # largest move from the reference.
+        "latent_student_asr": 0.10,
+        "latent_student_asr_strong": 0.05,
+        "plain_student_asr": 0.03,
+        "clean_teacher_student_asr": 0.03,
+        "student_clean_accuracy": 0.03,
+        "clean_teacher_student_clean_accuracy": 0.01,
+        "latent_fine_tuned_asr": 0.05,
+        "plain_fine_tuned_asr": 0.03,
+        "latent_teacher_accuracy": 0.005,
+    },
     "07_defences": {
         "strip_frr_heldout": 0.02,  # measured on 500 held-out clean inputs
         "strip_far": 0.03,
