@@ -75,6 +75,22 @@ def lab(tmp_path_factory):
         proc.wait(timeout=30)
 
 
+def accept_dialogs(page, seen: list) -> None:
+    """Accept any modal dialog JupyterLab shows (on a slow start, "Select Kernel" with python3 preselected, or a
+    server-connection notice), recording its text: a modal dialog takes every click meant for the notebook."""
+    from playwright.sync_api import TimeoutError as NoDialog
+
+    dialog = page.locator(".jp-Dialog")
+    for _ in range(3):
+        try:
+            dialog.first.wait_for(state="visible", timeout=2_000)
+        except NoDialog:  # the usual case
+            return
+        seen.append(" ".join(dialog.first.inner_text().split())[:200])
+        dialog.first.locator(".jp-Dialog-button.jp-mod-accept").first.click()
+        dialog.first.wait_for(state="hidden", timeout=10_000)
+
+
 def test_trigger_slider_runs_in_jupyterlab_with_a_live_kernel(lab):
     from playwright.sync_api import expect, sync_playwright
 
@@ -86,15 +102,17 @@ def test_trigger_slider_runs_in_jupyterlab_with_a_live_kernel(lab):
             page.locator(".jp-Notebook").first.wait_for(timeout=120_000)
             expect(page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first).to_be_attached(timeout=120_000)
             prompts = page.locator(".jp-InputPrompt")
+            dialogs = []  # what JupyterLab asked on the way, for the failure message
             for attempt in range(4):  # a Run All sent before the kernel has connected is dropped: send it again
+                accept_dialogs(page, dialogs)
                 page.get_by_role("menuitem", name="Run", exact=True).click()
                 page.locator("li[data-command='runmenu:run-all']").click()
                 try:  # the first code cell shows [*] or [1] once the kernel takes the cells
                     expect(prompts.filter(has_text=re.compile(r"\[(\*|\d+)\]")).first).to_be_attached(timeout=45_000)
                     break
-                except AssertionError:
+                except AssertionError as exc:
                     if attempt == 3:
-                        raise
+                        raise AssertionError(f"Run All never reached the kernel; JupyterLab's dialogs: {dialogs}") from exc
             explorer = page.locator(".jp-OutputArea-output .widget-vbox").filter(has=page.locator(".widget-dropdown")).first
             explorer.wait_for(timeout=300_000)
             shown = explorer.locator(".widget-html:visible pre")
