@@ -209,34 +209,37 @@ def test_pruned_channels_output_zero_and_stay_pruned_when_fine_tuned():
     assert (np.asarray(model.get_layer("conv2").kernel)[..., 0] != 0).any()
 
 
-def test_pgd_stays_in_the_ball_and_raises_the_loss():
+def _pgd_case():
+    """An untrained model and 16 synthetic images, as uint8 and as floats in [0, 1]."""
     make_deterministic(0)
-    model = build_badnets()
     x, y = synthetic(16)
-    xf = x.astype(np.float32) / 255
-    adv = variants.pgd_linf(model, xf, y, eps=0.1, step=0.05, steps=3)
-    assert adv.shape == xf.shape and np.abs(adv - xf).max() <= 0.1 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    return build_badnets(), x, y, x.astype(np.float32) / 255
+
+
+def _assert_pgd_raises_the_loss(model, xf, adv, y):
     import keras
 
     loss = keras.losses.SparseCategoricalCrossentropy()
+    assert adv.shape == xf.shape and adv.min() >= 0 and adv.max() <= 1
     assert float(loss(y, model(adv[..., None]))) > float(loss(y, model(xf[..., None])))
+
+
+def test_pgd_stays_in_the_ball_and_raises_the_loss():
+    model, x, y, xf = _pgd_case()
+    adv = variants.pgd_linf(model, xf, y, eps=0.1, step=0.05, steps=3)
+    assert np.abs(adv - xf).max() <= 0.1 + 1e-6
+    _assert_pgd_raises_the_loss(model, xf, adv, y)
     with pytest.raises(TypeError, match="float images"):
         variants.pgd_linf(model, x, y)
 
 
 def test_pgd_l2_stays_in_the_l2_ball_and_raises_the_loss():
-    make_deterministic(0)
-    model = build_badnets()
-    x, y = synthetic(16)
-    xf = x.astype(np.float32) / 255
+    model, x, y, xf = _pgd_case()
     adv = variants.pgd_l2(model, xf, y, eps=1.5, step=0.5, steps=6)
     dist = np.sqrt(((adv - xf) ** 2).sum(axis=(1, 2)))
-    assert adv.shape == xf.shape and dist.max() <= 1.5 + 1e-4 and adv.min() >= 0 and adv.max() <= 1
+    assert dist.max() <= 1.5 + 1e-4
     assert dist.mean() > 1.0  # six steps of 0.5 reach the boundary of the ball
-    import keras
-
-    loss = keras.losses.SparseCategoricalCrossentropy()
-    assert float(loss(y, model(adv[..., None]))) > float(loss(y, model(xf[..., None])))
+    _assert_pgd_raises_the_loss(model, xf, adv, y)
     with pytest.raises(TypeError, match="float images"):
         variants.pgd_l2(model, x, y)
     with pytest.raises(ValueError, match="eps"):
