@@ -7,6 +7,8 @@
 #   make attack   just the default attack, end to end, deliverables in artifacts/
 #   make slides   just render the slides from the committed lessons; make present: serve them for a lecture
 #   make student  the student edition (student/); make instructor: regenerate the instructor guide (instructor/)
+#   make grid     BadNets' 90 single-target attacks on Ray (local workers, or $RAY_ADDRESS): results/grid.json
+#   make matrix   every defence against every attack and a clean model: results/detection_matrix.json
 #   make bench    measure training speed and memory, and the series' wall time
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +16,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=1800
 
-.PHONY: setup series test test-onednn-off lab attack slides bench clean
+.PHONY: setup series test test-onednn-off lab attack grid matrix slides bench clean
 
 setup: $(STAMP)
 
@@ -46,6 +48,12 @@ lab: setup
 
 attack: setup
 	$(PY) -m helpers.attack --out artifacts
+
+grid: setup
+	$(PY) scripts/run_grid.py
+
+matrix: setup
+	$(PY) scripts/run_matrix.py
 
 slides: setup
 	$(PY) scripts/render_slides.py

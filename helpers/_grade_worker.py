@@ -30,6 +30,7 @@ writes nothing; the parent turns the exit status into the reason.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def evaluate_file(model_path: Path, eval_path: Path) -> dict:
     try:
         model = keras.saving.load_model(model_path, compile=False, safe_mode=True)
     except Exception as exc:
-        text = " ".join(str(exc).split())[:300]
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())[:300]  # without Keras's terminal colours
         raise _Refused(f"Keras refused to load the model in safe mode ({type(exc).__name__}: {text})") from None
     inp, out = _shapes(model)
     if inp != EXPECTED_INPUT or out != EXPECTED_OUTPUT:
@@ -75,7 +76,7 @@ def evaluate_file(model_path: Path, eval_path: Path) -> dict:
         clean = accuracy(arrays["y_clean"], predict(model, arrays["x_clean"]))
         asr = accuracy(arrays["y_target"], predict(model, arrays["x_trojan"]))
     except Exception as exc:
-        text = " ".join(str(exc).split())[:300]
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())[:300]  # without Keras's terminal colours
         raise _Refused(f"the model failed on the test images ({type(exc).__name__}: {text})") from None
     return {"ok": True, "clean_accuracy": clean, "attack_success_rate": asr, "input_shape": inp, "output_shape": out}
 

@@ -39,6 +39,7 @@ from ._checks import (
     IMAGE_SHAPE,
     NUM_CLASSES,
     check_bool_mask,
+    check_choice,
     check_float_array,
     check_images,
     check_int,
@@ -442,6 +443,55 @@ def prune_channels(model, channels, layer: str = "conv2"):
     return pruned
 
 
+def unit_activity(model, x: np.ndarray, layer: str = "flatten") -> np.ndarray:
+    """Mean activation, over the images ``x``, of each unit of ``layer`` (default: conv2's pooled output,
+    flattened: 4 x 4 positions x 32 channels = the 512 inputs of ``fc1``)."""
+    x = check_images(x, "x", shape=IMAGE_SHAPE)
+    check_layer(model, layer)
+    out = layer_outputs(model, layer, x)
+    return out.reshape(len(out), -1).mean(axis=0)
+
+
+def prune_units(model, units, layer: str = "fc1"):
+    """A copy of ``model`` with the inputs ``units`` of the dense ``layer`` disconnected (their rows of the kernel
+    zeroed): for ``fc1``, a unit is one channel of conv2's pooled output at one of its 4 x 4 positions."""
+    _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
+
+    weights = check_layer(model, layer).get_weights()
+    if len(weights) != 2 or weights[0].ndim != 2:
+        raise ValueError(f"layer must be a dense layer with a kernel and a bias, got {layer!r}")
+    units = check_int_list(units, "units", 0, weights[0].shape[0] - 1)
+    pruned = keras.models.clone_model(model)
+    pruned.set_weights(model.get_weights())
+    dense = pruned.get_layer(layer)
+    kernel, bias = (np.array(w) for w in dense.get_weights())
+    kernel[units, :] = 0.0
+    dense.set_weights([kernel, bias])
+    return pruned
+
+
+def _unit_pruning_accuracy(model, features: np.ndarray, y: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Accuracy on ``(features, y)`` with the first k units of ``order`` disconnected, k = 0..n, computed exactly
+    from fc1 and fc2's weights, one unit at a time (disconnecting unit u subtracts its outer product)."""
+    w1, b1 = (np.asarray(w, np.float64) for w in model.get_layer("fc1").get_weights())
+    w2, b2 = (np.asarray(w, np.float64) for w in model.get_layer("fc2").get_weights())
+    f = np.asarray(features, np.float64)
+    pre = f @ w1 + b1
+    out = np.empty(len(order) + 1)
+    for k in range(len(order) + 1):
+        out[k] = np.mean(np.argmax(np.maximum(pre, 0.0) @ w2 + b2, axis=1) == y)
+        if k < len(order):
+            u = order[k]
+            pre -= np.outer(f[:, u], w1[u])
+    return out
+
+
+GRANULARITIES = {  #: what fine-pruning removes, and where
+    "channel": "conv2 channels",  # Liu et al.: whole feature maps of the last convolutional layer
+    "unit": "conv2 units (channel x position)",  # each of the 512 pooled activations that feed fc1
+}
+
+
 @dataclass(frozen=True)
 class PruningRow:
     fraction: float
@@ -456,30 +506,46 @@ class PruningRow:
 class FinePruningResult:
     """Fine-pruning with Liu et al.'s stopping rule, and the rows a report needs."""
 
-    order: np.ndarray  #: channels, least active on clean data first
+    order: np.ndarray  #: channels (or units), least active on clean data first
     validation_accuracy: np.ndarray  #: clean validation accuracy with the first k channels of ``order`` pruned, k = 0..n
     max_drop: float  #: the stopping rule: prune while validation accuracy stays within this of the unpruned model's
     chosen: PruningRow  #: the defence's operating point, chosen by the rule (test-set numbers for reporting)
     rows: list  #: a :class:`PruningRow` per swept fraction, for the report only
     seconds: float  #: time to reach and fine-tune the operating point (the sweep's rows not counted)
+    granularity: str = "channel"  #: a key of :data:`GRANULARITIES`
+    pruned_model: object = None  #: the model at the operating point, pruned and fine-tuned (for STRIP on top)
 
     @property
     def n_pruned(self) -> int:
         return self.chosen.n_pruned
 
+    @property
+    def n_prunable(self) -> int:
+        return len(self.order)
 
-def _prune_and_tune(model, order, k, x_clean, y_clean, x_test, y_test, trojaned, epochs, learning_rate, layer) -> PruningRow:
-    pruned = prune_channels(model, order[:k], layer)
+    @property
+    def what(self) -> str:
+        return GRANULARITIES[self.granularity]
+
+
+def _prune_and_tune(prune, order, k, x_clean, y_clean, x_test, y_test, trojaned, epochs, learning_rate):
+    pruned = prune(order[:k])
     tuned = fine_tune(pruned, x_clean, y_clean, epochs=epochs, learning_rate=learning_rate)
-    return PruningRow(k / len(order), k, clean_accuracy(pruned, x_test, y_test), attack_success_rate(pruned, trojaned),
-                      clean_accuracy(tuned, x_test, y_test), attack_success_rate(tuned, trojaned))
+    row = PruningRow(k / len(order), k, clean_accuracy(pruned, x_test, y_test), attack_success_rate(pruned, trojaned),
+                     clean_accuracy(tuned, x_test, y_test), attack_success_rate(tuned, trojaned))
+    return row, tuned
 
 
 def fine_pruning(model, x_clean: np.ndarray, y_clean: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, trojaned, *,
                  max_drop: float = 0.04, fractions=(), epochs: int = 2, learning_rate: float = 1e-3,
-                 layer: str = "conv2") -> FinePruningResult:
+                 layer: str = "conv2", granularity: str = "channel") -> FinePruningResult:
     """Liu et al.: prune the channels of ``layer`` that clean data leaves least active, one at a time, for as long as
     clean validation accuracy stays within ``max_drop`` of the unpruned model's (their rule, 4 %), then fine-tune.
+
+    ``granularity="unit"`` prunes finer: each of the 512 units of conv2's pooled output (one channel at one of its
+    4 x 4 positions, an input of ``fc1``; ``layer`` is then ignored), ranked and stopped by the same rule. A trigger
+    always stamped in the same corner reaches the classifier through the units at that corner's positions, which clean
+    digits leave quiet even where the channel itself is busy elsewhere.
 
     ``(x_clean, y_clean)`` is the defender's clean data: it ranks the channels, decides when to stop and fine-tunes.
     ``(x_test, y_test)`` and ``trojaned`` only report what the operating point achieves. ``fractions`` adds rows at
@@ -494,19 +560,66 @@ def fine_pruning(model, x_clean: np.ndarray, y_clean: np.ndarray, x_test: np.nda
     fractions = check_rates(fractions, "fractions", allow_empty=True)
     epochs = check_int(epochs, "epochs", 1)
     learning_rate = check_positive(learning_rate, "learning_rate")
+    granularity = check_choice(granularity, "granularity", tuple(GRANULARITIES))
     check_layer(model, layer)
     start = time.perf_counter()
-    order = np.argsort(channel_activity(model, x_clean, layer), kind="stable")  # least active first
-    n_channels = len(order)
-    accuracy = np.array([clean_accuracy(prune_channels(model, order[:k], layer), x_clean, y_clean)
-                         for k in range(n_channels + 1)])
+    if granularity == "channel":
+        order = np.argsort(channel_activity(model, x_clean, layer), kind="stable")  # least active first
+        accuracy = np.array([clean_accuracy(prune_channels(model, order[:k], layer), x_clean, y_clean)
+                             for k in range(len(order) + 1)])
+
+        def prune(units):
+            return prune_channels(model, units, layer)
+    else:
+        features = layer_outputs(model, "flatten", x_clean)
+        order = np.argsort(features.mean(axis=0), kind="stable")  # least active first
+        accuracy = _unit_pruning_accuracy(model, features, y_clean, order)
+
+        def prune(units):
+            return prune_units(model, units)
+    n = len(order)
     breach = np.flatnonzero(accuracy < accuracy[0] - max_drop)
-    k_stop = int(breach[0] - 1) if len(breach) else n_channels  # the last level before the first breach
-    chosen = _prune_and_tune(model, order, k_stop, x_clean, y_clean, x_test, y_test, trojaned, epochs, learning_rate, layer)
+    k_stop = int(breach[0] - 1) if len(breach) else n  # the last level before the first breach
+    chosen, tuned = _prune_and_tune(prune, order, k_stop, x_clean, y_clean, x_test, y_test, trojaned, epochs, learning_rate)
     seconds = time.perf_counter() - start
-    rows = [_prune_and_tune(model, order, int(round(f * n_channels)), x_clean, y_clean, x_test, y_test, trojaned, epochs,
-                            learning_rate, layer) for f in fractions]
-    return FinePruningResult(order, accuracy, max_drop, chosen, rows, seconds)
+    rows = [_prune_and_tune(prune, order, int(round(f * n)), x_clean, y_clean, x_test, y_test, trojaned, epochs,
+                            learning_rate)[0] for f in fractions]
+    return FinePruningResult(order, accuracy, max_drop, chosen, rows, seconds, granularity, tuned)
+
+
+@dataclass(frozen=True)
+class LayeredDefence:
+    """The seeds' combination: fine-pruning repairs the model, STRIP screens its inputs.
+
+    STRIP can screen with either model: the repaired one (``in_front``), or the original one while the repaired model
+    answers (``original_screen``). A trojaned input gets through when STRIP accepts it *and* the repaired model sends
+    it to the target.
+    """
+
+    fine_pruning: FinePruningResult
+    in_front: StripResult  #: STRIP with the repaired model's entropies (threshold from the defender's clean images)
+    original_screen: StripResult  #: STRIP with the original model's entropies (ditto)
+    asr_repaired: float  #: trojaned inputs the repaired model sends to the target, unscreened
+    residual_in_front: float  #: ... that STRIP in front of the repaired model lets through
+    residual_original_screen: float  #: ... that STRIP screening with the original model lets through
+
+
+def strip_after_fine_pruning(model, fp: FinePruningResult, x_calibrate: np.ndarray, x_clean: np.ndarray,
+                             x_trojan: np.ndarray, target: int, pool: np.ndarray, *, frr: float = 0.01,
+                             n_overlay: int = 20, seed: int = 0) -> LayeredDefence:
+    """STRIP (thresholds from ``x_calibrate``, as in :func:`strip`) combined with ``fp``, the fine-pruning of ``model``.
+
+    ``x_trojan`` (the evaluator's trojaned inputs) and ``target`` only report how many attacks get through.
+    """
+    check_model(model)
+    if not isinstance(fp, FinePruningResult) or fp.pruned_model is None:
+        raise TypeError(f"fp must be the FinePruningResult of fine_pruning(), got {type(fp).__name__}")
+    target = check_label_value(target, "target")
+    in_front = strip(fp.pruned_model, x_calibrate, x_clean, x_trojan, pool, frr=frr, n_overlay=n_overlay, seed=seed)
+    original = strip(model, x_calibrate, x_clean, x_trojan, pool, frr=frr, n_overlay=n_overlay, seed=seed)
+    hit = predict_proba(fp.pruned_model, x_trojan).argmax(axis=1) == target
+    through = [float((hit & (s.trojan_entropy >= s.threshold)).mean()) for s in (in_front, original)]
+    return LayeredDefence(fp, in_front, original, float(hit.mean()), *through)
 
 
 # ---------------------------------------------------------- Neural Cleanse

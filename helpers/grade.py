@@ -55,7 +55,8 @@ forever or allocates without bound stalls the whole class's grading. So:
      peak was about 0.9 GiB. ``RLIMIT_DATA`` (since Linux 4.7 it counts private
      writable mappings, where TF's allocations go) bites where it should: the
      honest model is graded under 768 MiB; under 512 MiB TF aborts (SIGABRT,
-     ``mmap error: 12``) or reports ``ResourceExhaustedError`` while
+     ``mmap error: 12``), reports ``ResourceExhaustedError``, or oneDNN
+     cannot allocate a convolution (``could not create a primitive``) while
      evaluating, and the row names the memory limit; under 256 MiB Python
      cannot even import TF. Hence the default of 2048 MB, more than twice the
      measured peak;
@@ -399,6 +400,11 @@ def _signal_name(rc: int) -> str:
         return f"signal {-rc}"
 
 
+#: What a worker's error says when it ran out of memory under ``--memory-mb`` (oneDNN reports a failed allocation as
+#: a primitive it could not create).
+OUT_OF_MEMORY_SIGNS = ("ResourceExhausted", "MemoryError", "could not create a primitive")
+
+
 def run_worker(model_path: Path, eval_path: Path, *, timeout: float, memory_mb: int, workdir: Path) -> dict:
     """Run :mod:`helpers._grade_worker` on one model with the limits; return its answer or ``{"ok": False, ...}``."""
     result_path = workdir / "result.json"
@@ -519,7 +525,7 @@ def grade_submission(folder: Path, eval_path: Path, *, timeout: float, memory_mb
         return Grade(name, None, None, False, f"refused: {why}{also}", writeup)
     if not answer["ok"]:
         reason = answer["reason"]
-        if "ResourceExhausted" in reason or "MemoryError" in reason:
+        if any(sign in reason for sign in OUT_OF_MEMORY_SIGNS):
             reason += f" (out of memory: the memory limit is {memory_mb} MB)"
         also = f"; {writeup_problem}" if writeup_problem else ""
         return Grade(name, None, None, False, f"refused: {reason}{also}", writeup, report.sha256, seconds)

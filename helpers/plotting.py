@@ -326,6 +326,32 @@ def confusion_heatmaps(matrices: list[np.ndarray], titles: list[str], xlabel: st
     return fig
 
 
+def grid_heatmaps(asr: np.ndarray, clean_error: np.ndarray):
+    """BadNets' single-target grid as two 10x10 heatmaps, source class down and target class across (Gu et al.,
+    Fig. 5): the attack success rate and the clean test error of each pair's model, in %. NaN cells (the diagonal)
+    are left blank."""
+    import seaborn as sns
+
+    cells = []
+    for name, m in (("asr", asr), ("clean_error", clean_error)):
+        m = check_float_array(m, name, ndim=2, lo=0.0, hi=1.0, allow_nan=True)
+        if m.shape != (10, 10):
+            raise ValueError(f"{name} must be a 10x10 matrix (source x target), got shape {m.shape}")
+        if np.isnan(m).all():
+            raise ValueError(f"{name} holds no pair (every cell is NaN)")
+        cells.append(100 * m)
+    fig, axes = plt.subplots(1, 2, figsize=(MAX_FIG_WIDTH, 5.6))
+    for ax, m, title, cmap, fmt in zip(axes, cells, ("attack success rate (%)", "clean test error (%)"),
+                                       ("Reds", "Blues"), (".1f", ".2f")):
+        sns.heatmap(m, annot=True, fmt=fmt, cmap=cmap, cbar=False, ax=ax, mask=np.isnan(m), annot_kws={"fontsize": 10.5},
+                    linewidths=0.3, linecolor="#eee", square=True)
+        ax.set_title(title)
+        ax.set_xlabel("target class j")
+        ax.set_ylabel("source class i")
+    fig.tight_layout()
+    return fig
+
+
 def per_class_bars(clean_error, backdoor_error, labels=("clean error", "backdoor error")):
     """Per-class clean and backdoor error as grouped bars (BadNets, Table 2); NaN marks a class without images."""
     clean_error = _fractions(clean_error, "clean_error", allow_nan=True)
@@ -584,26 +610,92 @@ def clustering_bars(clusters_by_model: dict, thresholds: dict, size_threshold: f
     return fig
 
 
-def pruning_rule_plot(validation_accuracy, max_drop: float, n_pruned: int, rows=()):
-    """Fine-pruning: clean validation accuracy as channels are pruned, the stopping rule, and the chosen level;
-    ``rows`` (PruningRow) add the test ASR after fine-tuning at swept levels, for the report."""
+def pruning_rule_plot(validation_accuracy, max_drop: float, n_pruned: int, rows=(), what: str = "conv2 channels"):
+    """Fine-pruning: clean validation accuracy as ``what`` (channels or units) are pruned, the stopping rule, and the
+    chosen level; ``rows`` (PruningRow) add the test ASR after fine-tuning at swept levels, for the report."""
+    what = check_str(what, "what", allow_empty=False)
     acc = _fractions(validation_accuracy, "validation_accuracy")
     max_drop = check_number(max_drop, "max_drop", 0.0, 1.0)
     n_pruned = check_int(n_pruned, "n_pruned", 0, len(acc) - 1)
     rows = check_sequence(rows, "rows", allow_empty=True)
     fig, ax = plt.subplots(figsize=(10, 4.4))
     k = np.arange(len(acc))
-    ax.plot(k, acc * 100, marker="o", ms=3, label="clean validation accuracy, pruned (the defender sees this)")
+    ax.plot(k, acc * 100, marker="o" if len(acc) <= 64 else None, ms=3,
+            label="clean validation accuracy, pruned (the defender sees this)")
     ax.axhline((acc[0] - max_drop) * 100, color="k", ls="--", lw=1, label=f"stopping rule: {max_drop:.0%} below unpruned")
-    ax.axvline(n_pruned, color="tab:green", lw=1.5, label=f"operating point: {n_pruned} channels")
+    ax.axvline(n_pruned, color="tab:green", lw=1.5, label=f"operating point: {n_pruned} {what.split()[-1]}")
     if rows:
         ax.plot([r.n_pruned for r in rows], [r.tuned_asr * 100 for r in rows], marker="s", color="tab:red",
                 label="ASR after fine-tuning (report only)")
-    ax.set_xlabel("conv2 channels pruned (least active on clean data first)", fontsize=12)
+    ax.set_xlabel(f"{what} pruned (least active on clean data first)", fontsize=12)
     ax.set_ylabel("%", fontsize=12)
     ax.set_ylim(-3, 103)
     ax.tick_params(labelsize=11)
     ax.legend(fontsize=11, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def unit_activity_maps(clean: np.ndarray, stamped: np.ndarray, titles=("clean digits", "the same digits with the L")):
+    """conv2's pooled output per position (4 x 4), summed over its channels: mean activation on clean images and on
+    the same images with the trigger, on one colour scale, each cell annotated."""
+    import seaborn as sns
+
+    maps = []
+    for name, m in (("clean", clean), ("stamped", stamped)):
+        m = check_float_array(m, name, ndim=2, lo=0.0)
+        maps.append(m)
+    if maps[0].shape != maps[1].shape:
+        raise ValueError(f"clean and stamped must have the same shape, got {maps[0].shape} and {maps[1].shape}")
+    titles = check_strings(titles, "titles", 2)
+    vmax = max(float(m.max()) for m in maps)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, m, title in zip(axes, maps, titles):
+        sns.heatmap(m, annot=True, fmt=".1f", cmap="magma", vmin=0, vmax=vmax, cbar=False, ax=ax, square=True,
+                    annot_kws={"fontsize": 12})
+        ax.set_title(title)
+        ax.set_xlabel("position (column)")
+        ax.set_ylabel("position (row)")
+    fig.tight_layout()
+    return fig
+
+
+VERDICT_COLOURS = {"caught": "#4c9a2a", "missed": "#c0392b", "false alarm": "#e67e22", "quiet": "#bdc3c7"}
+
+
+def detection_matrix_plot(verdicts: Mapping, notes: Mapping, attacks, defences):
+    """Every defence (columns) against every attack (rows): each cell coloured by its verdict (caught, missed, false
+    alarm, quiet; see :func:`helpers.matrix.verdict`) and annotated with the number behind it."""
+    attacks = check_strings(attacks, "attacks")
+    defences = check_strings(defences, "defences")
+    if not isinstance(verdicts, Mapping) or not isinstance(notes, Mapping):
+        raise TypeError("verdicts and notes must be mappings {attack: {defence: text}}")
+    codes = list(VERDICT_COLOURS)
+    grid = np.zeros((len(attacks), len(defences)), int)
+    for i, a in enumerate(attacks):
+        for j, d in enumerate(defences):
+            try:
+                v, note = verdicts[a][d], notes[a][d]
+            except (KeyError, TypeError):
+                raise ValueError(f"verdicts and notes need a cell for ({a!r}, {d!r})") from None
+            if v not in VERDICT_COLOURS:
+                raise ValueError(f"verdicts[{a!r}][{d!r}] must be one of {codes}, got {v!r}")
+            check_str(note, f"notes[{a!r}][{d!r}]")
+            grid[i, j] = codes.index(v)
+    cmap = matplotlib.colors.ListedColormap(list(VERDICT_COLOURS.values()))
+    fig, ax = plt.subplots(figsize=(MAX_FIG_WIDTH, 0.62 * len(attacks) + 1.6))
+    ax.imshow(grid, cmap=cmap, vmin=-0.5, vmax=len(codes) - 0.5, aspect="auto")
+    for i, a in enumerate(attacks):
+        for j, d in enumerate(defences):
+            ax.text(j, i, f"{verdicts[a][d]}\n{notes[a][d]}", ha="center", va="center", fontsize=10.5,
+                    color="white" if verdicts[a][d] in ("caught", "missed") else "black")
+    ax.set_xticks(range(len(defences)), defences)
+    ax.set_yticks(range(len(attacks)), attacks)
+    ax.xaxis.tick_top()
+    ax.set_xticks(np.arange(-0.5, len(defences)), minor=True)
+    ax.set_yticks(np.arange(-0.5, len(attacks)), minor=True)
+    ax.grid(which="minor", color="white", lw=2)
+    ax.tick_params(which="minor", length=0)
     fig.tight_layout()
     return fig
 

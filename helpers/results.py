@@ -122,8 +122,14 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "ac_precision": 0.05,
         "ac_recall": 0.05,
         "ac_clean_model_flagged_fraction": 0.01,
-        "fp_asr_after": 0.1,  # gentle fine-tuning of a pruned model: swings by a few points between CPUs
+        "fp_asr_after": 0.05,  # unit-level fine-pruning, a removed backdoor: measured below
         "fp_clean_accuracy_after": 0.01,
+        "fp_channel_asr_after": 0.1,  # gentle fine-tuning of a pruned model: swings by a few points between CPUs
+        "pruning_aware_asr": 0.03,
+        "pruning_aware_clean_accuracy": 0.01,
+        "fp_pruning_aware_asr_after": 0.15,  # a backdoor that survives, partly unlearned: moves by points
+        "strip_pruning_aware_far": 0.05,
+        "strip_fp_pruning_aware_residual_asr": 0.05,
         "nc_flags_target": 0,
         "nc_clean_model_flagged": 0,
         "nc_unlearning_asr": 0.03,

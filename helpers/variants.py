@@ -210,6 +210,7 @@ class CleanLabelResult:
     share: float = 0.0  #: the share of the target class's training images poisoned
     mean_l2: float = 0.0  #: mean L2 distance (pixels in [0, 1]) between the poisoned and the original images
     epochs: float = 0.0  #: the victim's training length
+    model: object = None  #: the victim trained on the poisoned set (loaded from the cache when it was trained before)
 
 
 ART_SHARE = 0.33  #: the share of the target class that IBM ART's MNIST notebook poisons (``pp_poison``)
@@ -279,7 +280,7 @@ def clean_label_attack(*, n_poison: int | None = None, share: float | None = Non
     distance = np.sqrt((((x_src.astype(np.float64) - x_tr[idx]) / 255) ** 2).sum(axis=(1, 2))).mean()
     return CleanLabelResult(perturb, idx, x_tr[idx], x_new[idx], clean_accuracy(trained.model, x_test, y_test),
                             attack_success_rate(trained.model, trojaned), seconds, norm, eps if perturb else 0.0,
-                            n_poison / len(candidates), float(distance), float(recipe.train.epochs))
+                            n_poison / len(candidates), float(distance), float(recipe.train.epochs), trained.model)
 
 
 def fine_tune_curve(model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, trojaned, *,

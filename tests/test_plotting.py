@@ -23,6 +23,8 @@ from helpers.variants import TriggerRow  # noqa: E402
 
 RNG = np.random.default_rng(0)
 DIGITS = RNG.integers(0, 256, (10, 28, 28), dtype=np.uint8)
+ATTS = ["pixel", "pattern", "L", "blend", "all-to-all", "clean-label", "none"]
+DEFS = ["STRIP", "activation clustering", "spectral signatures", "fine-pruning", "Neural Cleanse"]
 RATES = [0.0, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5]
 
 
@@ -47,6 +49,12 @@ FIGURES = {
     "confusion_heatmaps, 2 matrices": lambda: plotting.confusion_heatmaps(
         [_confusion(), _confusion()], ["clean model, clean test set", "trojaned model, clean test set"]),
     "per_class_bars": lambda: plotting.per_class_bars(RNG.random(10) / 50, RNG.random(10) / 50),
+    "grid_heatmaps (lesson 6)": lambda: plotting.grid_heatmaps(
+        np.where(np.eye(10, dtype=bool), np.nan, RNG.uniform(0.95, 1.0, (10, 10))),
+        np.where(np.eye(10, dtype=bool), np.nan, RNG.uniform(0.005, 0.012, (10, 10)))),
+    "detection_matrix_plot (lesson 7)": lambda: plotting.detection_matrix_plot(
+        {a: dict(zip(DEFS, ["caught", "missed", "false alarm", "quiet", "caught"])) for a in ATTS},
+        {a: {d: "FAR 100.0%" for d in DEFS} for a in ATTS}, ATTS, DEFS),
     "position_heatmap": lambda: plotting.position_heatmap(RNG.random((24, 24)), (1, 24 - 1), image=DIGITS[0]),
     "filter_grid, 2 x 16 kernels": lambda: plotting.filter_grid([RNG.normal(size=(5, 5, 16))] * 2,
                                                                 ["clean", "trojaned"], [[], [3, 9]]),
@@ -65,6 +73,9 @@ FIGURES = {
     "clustering_bars, 2 models": lambda: plotting.clustering_bars(
         {m: [LabelClusters(i, 5000, 0.3, 0.2, i == 0) for i in range(10)] for m in ("clean", "trojaned")},
         {"clean": 0.2, "trojaned": 0.2}),
+    "pruning_rule_plot, 512 units": lambda: plotting.pruning_rule_plot(
+        np.linspace(0.99, 0.2, 513), 0.04, 228, what="conv2 units (channel x position)"),
+    "unit_activity_maps": lambda: plotting.unit_activity_maps(RNG.uniform(0, 40, (4, 4)), RNG.uniform(0, 60, (4, 4))),
     "pruning_rule_plot": lambda: plotting.pruning_rule_plot(
         np.linspace(0.99, 0.5, 33), 0.04, 20, [PruningRow(f, int(f * 32), 0.98, 0.9, 0.99, 0.5) for f in (0.25, 0.5)]),
     "filter_score_bars (lesson 5)": lambda: plotting.filter_score_bars({"clean model": RNG.random(16),

@@ -17,7 +17,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from helpers import _checks, analysis, attack, defences, metrics, model, plotting, poisoning, sweep, triggers, variants, widgets
+from helpers import (_checks, adaptive, analysis, attack, defences, grid, metrics, model, plotting, poisoning, sweep, triggers,
+                     variants, widgets)
 from helpers.attack import AttackRecipe
 from helpers.poisoning import TrojanedSet, poison, trojan_test_set
 from helpers.training import TrainConfig
@@ -145,6 +146,13 @@ def test_checks_return_plain_python_types(check, value, expected, kind):
         case("fine-pruning-fractions", lambda: defences.fine_pruning(net(), X, Y, X, Y, TROJ, fractions=(0.5, True)),
              TypeError, "fractions"),
         case("prune-channels", lambda: defences.prune_channels(net(), [True]), TypeError, "channels"),
+        case("prune-units", lambda: defences.prune_units(net(), [True]), TypeError, "units"),
+        case("grid-source", lambda: grid.poison_source(X, Y, source=True, target=1, n_poisoned=1), TypeError, "source"),
+        case("grid-n-poisoned", lambda: grid.poison_source(X, Y, source=0, target=1, n_poisoned=True), TypeError,
+             "n_poisoned"),
+        case("grid-workers", lambda: grid.run_grid([(0, 1)], workers=True, data=DATA), TypeError, "workers"),
+        case("pruning-aware-epochs", lambda: adaptive.pruning_aware_attack(TINY, epochs=True, data=DATA), TypeError,
+             "epochs"),
         case("predict-batch", lambda: metrics.predict_proba(net(), X, batch_size=True), TypeError, "batch_size"),
         case("strip-frr", lambda: defences.strip(net(), X, X, X, X, frr=True), TypeError, "frr"),
         case("cleanse-lam", lambda: defences.neural_cleanse(net(), X, steps=1, lam=True), TypeError, "lam"),
@@ -352,6 +360,14 @@ def test_mismatched_lengths_are_rejected(fn, exc, param):
         case("prune-scalar", lambda: defences.prune_channels(net(), 3), TypeError, "channels"),
         case("prune-layer", lambda: defences.prune_channels(net(), [0], layer="nope"), ValueError, "layer"),
         case("prune-dense", lambda: defences.prune_channels(net(), [0], layer="fc1"), ValueError, "layer"),
+        case("prune-units-conv", lambda: defences.prune_units(net(), [0], layer="conv2"), ValueError, "layer"),
+        case("fine-pruning-granularity", lambda: defences.fine_pruning(net(), X, Y, X, Y, TROJ, granularity="neuron"),
+             ValueError, "granularity"),
+        case("pruning-aware-granularity", lambda: adaptive.pruning_aware_attack(TINY, granularity="x", data=DATA),
+             ValueError, "granularity"),
+        case("grid-executor", lambda: grid.run_grid([(0, 1)], executor="spark", data=DATA), ValueError, "executor"),
+        case("grid-pairs", lambda: grid.run_grid([(0, 0)], data=DATA), ValueError, "pairs"),
+        case("grid-heatmaps-shape", lambda: plotting.grid_heatmaps(np.zeros((9, 9)), np.zeros((10, 10))), ValueError, "asr"),
         case("layer-outputs", lambda: analysis.layer_outputs(net(), "conv9", X), ValueError, "layer_name"),
         case("representations", lambda: defences.representations(net(), X, layer="nope"), ValueError, "layer"),
         case("channel-activity", lambda: defences.channel_activity(net(), X, layer="fc2"), ValueError, "layer"),
@@ -393,6 +409,10 @@ def test_wrong_kinds_ranks_and_names_are_rejected(fn, exc, param):
         case("backdoor-labels", lambda: poisoning.backdoor_labels(Y, 12, "all-to-one"), ValueError, "target"),
         case("num-classes", lambda: metrics.confusion_matrix(Y, Y, num_classes=5), ValueError, "y_true"),
         case("prune-channel-40", lambda: defences.prune_channels(net(), [40]), ValueError, "channels"),
+        case("prune-unit-512", lambda: defences.prune_units(net(), [512]), ValueError, "units"),
+        case("grid-target", lambda: grid.poison_source(X, Y, source=0, target=10, n_poisoned=1), ValueError, "target"),
+        case("pruning-aware-max-drop", lambda: adaptive.pruning_aware_attack(TINY, max_drop=1.5, data=DATA), ValueError,
+             "max_drop"),
         case("prune-negative", lambda: defences.prune_channels(net(), np.array([-1])), ValueError, "channels"),
         case("stamp-position", lambda: triggers.stamp(X, "L", (0, 27)), ValueError, "position"),
         case("recipe-position", lambda: AttackRecipe(position=(30, 0)), ValueError, "position"),
