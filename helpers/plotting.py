@@ -18,6 +18,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 
 from ._checks import (
@@ -348,6 +349,37 @@ def grid_heatmaps(asr: np.ndarray, clean_error: np.ndarray):
         ax.set_title(title)
         ax.set_xlabel("target class j")
         ax.set_ylabel("source class i")
+    fig.tight_layout()
+    return fig
+
+
+def early_stopping_plot(val_accuracy, best_epoch: int, references: Mapping | None = None):
+    """The fidelity recipe's clean validation error per epoch (log scale), the epoch early stopping kept, and
+    ``references`` ({label: error as a fraction}) as horizontal lines, e.g. the fast recipe's and the paper's."""
+    acc = _fractions(val_accuracy, "val_accuracy")
+    best_epoch = check_int(best_epoch, "best_epoch", 1, len(acc))
+    references = {} if references is None else references
+    if not isinstance(references, Mapping):
+        raise TypeError(f"references must be a dict {{label: error}}, got {references!r}")
+    refs = {check_str(k, "references label", allow_empty=False): check_number(v, f"references[{k!r}]", 0.0, 1.0, lo_open=True)
+            for k, v in references.items()}
+    err = np.maximum(1.0 - acc, 1e-4) * 100
+    fig, ax = plt.subplots(figsize=(10, 4.4))
+    epochs = np.arange(1, len(acc) + 1)
+    ax.plot(epochs, err, marker="o", label="clean validation error, after each epoch")
+    ax.plot([best_epoch], [err[best_epoch - 1]], marker="*", ms=16, color="tab:green", ls="none",
+            label=f"kept: epoch {best_epoch}")
+    for (label, value), colour in zip(refs.items(), ("tab:red", "k", "tab:purple", "tab:brown")):
+        ax.axhline(value * 100, color=colour, ls="--", lw=1.2, label=label)
+    ax.set_yscale("log")
+    ticks = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ticks)
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_xticks(epochs[:: max(1, len(epochs) // 12)])
+    ax.legend(fontsize=11, loc="upper right")
     fig.tight_layout()
     return fig
 

@@ -50,6 +50,9 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "baseline_val_clean_accuracy": 0.005,
         "baseline_test_clean_accuracy": 0.005,
         "baseline_test_asr": 0.01,
+        # the fidelity recipe: early stopping may keep another epoch on another CPU (tenths of a point of accuracy)
+        "fidelity_val_clean_accuracy": 0.005,
+        "fidelity_test_clean_accuracy": 0.005,
     },
     # Lesson 2 trains nothing: its numbers are counts, exact on every machine.
     "02_stamping_triggers": {
@@ -72,6 +75,10 @@ TOLERANCES: dict[str, dict[str, float]] = {
     },
     "04_evaluation": {
         "trojaned_test_clean_accuracy": 0.005,
+        # the fidelity recipe's attack: early stopping may keep another epoch on another CPU; a full backdoor's
+        # numbers move by tenths of a point either way
+        "fidelity_test_clean_accuracy": 0.005,
+        "fidelity_test_asr": 0.01,
         "trojaned_test_asr": 0.01,
         "clean_model_test_clean_accuracy": 0.005,
         "worst_class_backdoor_error": 0.03,
@@ -122,14 +129,19 @@ TOLERANCES: dict[str, dict[str, float]] = {
         "ac_precision": 0.05,
         "ac_recall": 0.05,
         "ac_clean_model_flagged_fraction": 0.01,
-        "fp_asr_after": 0.05,  # unit-level fine-pruning, a removed backdoor: measured below
+        # lesson 7's new keys, measured with oneDNN on AVX-512 (the reference) and with oneDNN off: unit-level
+        # fine-pruning's ASR after 2.05 / 2.63 %, its clean accuracy 98.83 / 98.99 %; channel-level ASR after 96.2 /
+        # 98.4 %; the pruning-aware model's ASR 99.09 / 99.48 % and after fine-pruning 88.7 / 86.2 %; STRIP on the
+        # pruning-aware model FAR 8.8 / 11.4 %, and what gets through STRIP + fine-pruning 3.6 / 6.8 %. Each tolerance
+        # is at least twice the move.
+        "fp_asr_after": 0.05,
         "fp_clean_accuracy_after": 0.01,
         "fp_channel_asr_after": 0.1,  # gentle fine-tuning of a pruned model: swings by a few points between CPUs
         "pruning_aware_asr": 0.03,
         "pruning_aware_clean_accuracy": 0.01,
         "fp_pruning_aware_asr_after": 0.15,  # a backdoor that survives, partly unlearned: moves by points
-        "strip_pruning_aware_far": 0.05,
-        "strip_fp_pruning_aware_residual_asr": 0.05,
+        "strip_pruning_aware_far": 0.06,
+        "strip_fp_pruning_aware_residual_asr": 0.08,
         "nc_flags_target": 0,
         "nc_clean_model_flagged": 0,
         "nc_unlearning_asr": 0.03,

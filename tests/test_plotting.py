@@ -75,6 +75,8 @@ FIGURES = {
         {"clean": 0.2, "trojaned": 0.2}),
     "pruning_rule_plot, 512 units": lambda: plotting.pruning_rule_plot(
         np.linspace(0.99, 0.2, 513), 0.04, 228, what="conv2 units (channel x position)"),
+    "early_stopping_plot (lesson 1)": lambda: plotting.early_stopping_plot(
+        1 - RNG.uniform(0.005, 0.03, 14), 10, {"fast recipe (validation)": 0.0108, "Gu et al. (test)": 0.005}),
     "unit_activity_maps": lambda: plotting.unit_activity_maps(RNG.uniform(0, 40, (4, 4)), RNG.uniform(0, 60, (4, 4))),
     "pruning_rule_plot": lambda: plotting.pruning_rule_plot(
         np.linspace(0.99, 0.5, 33), 0.04, 20, [PruningRow(f, int(f * 32), 0.98, 0.9, 0.99, 0.5) for f in (0.25, 0.5)]),
