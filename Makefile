@@ -9,6 +9,7 @@
 #   make student  the student edition (student/); make instructor: regenerate the instructor guide (instructor/)
 #   make grid     BadNets' 90 single-target attacks on Ray (local workers, or $RAY_ADDRESS): results/grid.json
 #   make matrix   every defence against every attack and a clean model: results/detection_matrix.json
+#   make leads    the clean-label attack's leads, one change from ART's setting at a time: results/clean_label_leads.json
 #   make bench    measure training speed and memory, and the series' wall time
 PYTHON ?= python3
 VENV   ?= .venv
@@ -16,7 +17,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NBVAL  := --nbval --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout=1800
 
-.PHONY: setup series test test-onednn-off lab attack grid matrix slides bench clean
+.PHONY: setup series test test-onednn-off lab attack grid matrix leads slides bench clean
 
 setup: $(STAMP)
 
@@ -54,6 +55,9 @@ grid: setup
 
 matrix: setup
 	$(PY) scripts/run_matrix.py
+
+leads: setup
+	$(PY) -m helpers.leads
 
 slides: setup
 	$(PY) scripts/render_slides.py

@@ -74,6 +74,15 @@ class FidelityModel:
         return len(self.val_accuracy)
 
 
+def _check_sets(x, y, x_val, y_val, config):
+    """Validate the training and validation sets and the config once, where they enter a public function."""
+    if not isinstance(config, FidelityConfig):
+        raise TypeError(f"config must be a FidelityConfig, got {config!r}")
+    x = check_images(x, "x")
+    x_val = check_images(x_val, "x_val")
+    return x, check_labels(y, len(x), "y"), x_val, check_labels(y_val, len(x_val), "y_val", against="x_val")
+
+
 def train_early_stopped(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
                         config: FidelityConfig = FidelityConfig()):
     """Train a fresh BadNets CNN with the fidelity recipe; return ``(model, val_accuracy, learning_rates, best)``.
@@ -84,12 +93,7 @@ def train_early_stopped(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: 
     _, keras = import_tensorflow()  # quietly: no C++ start-up log in the output
     from .training import batches, make_deterministic
 
-    if not isinstance(config, FidelityConfig):
-        raise TypeError(f"config must be a FidelityConfig, got {config!r}")
-    x = check_images(x, "x")
-    y = check_labels(y, len(x), "y")
-    x_val = check_images(x_val, "x_val")
-    y_val = check_labels(y_val, len(x_val), "y_val", against="x_val")
+    x, y, x_val, y_val = _check_sets(x, y, x_val, y_val, config)
     make_deterministic(config.seed)
     model = build_badnets()
     optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -121,12 +125,7 @@ def train_fidelity(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.nd
                    config: FidelityConfig = FidelityConfig(), *, describe: dict | None = None,
                    cache_dir=None) -> FidelityModel:
     """:func:`train_early_stopped`, cached (weights and curve) under the training and validation arrays' hashes."""
-    if not isinstance(config, FidelityConfig):
-        raise TypeError(f"config must be a FidelityConfig, got {config!r}")
-    x = check_images(x, "x")
-    y = check_labels(y, len(x), "y")
-    x_val = check_images(x_val, "x_val")
-    y_val = check_labels(y_val, len(x_val), "y_val", against="x_val")
+    x, y, x_val, y_val = _check_sets(x, y, x_val, y_val, config)
     if describe is not None and not isinstance(describe, dict):
         raise TypeError(f"describe must be a dict (or None), got {type(describe).__name__}")
     payload = {"x": sha256_array(x), "y": sha256_array(y), "x_val": sha256_array(x_val), "y_val": sha256_array(y_val),

@@ -34,7 +34,7 @@ import numpy as np
 from ._checks import (NUM_CLASSES, check_bool, check_choice, check_images, check_int, check_label_value, check_labels,
                       check_path)
 from .cache import library_versions
-from .io import atomic_write_json, sha256_array
+from .io import atomic_write_json, read_json, sha256_array
 from .metrics import clean_accuracy, predict
 from .poisoning import split_validation
 from .training import TrainConfig, train_cached
@@ -318,10 +318,7 @@ _PAIR_FIELDS = {"source": int, "target": int, "n_poisoned": int, "clean_accuracy
 def load_grid(path: str | os.PathLike = GRID_FILE) -> GridResult:
     """Read a grid written by :func:`save_grid`, checking every field (the file may be edited or corrupt)."""
     path = check_path(path, "path")
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable grid file: {exc}") from None
+    raw = read_json(path, "grid file")
     if not isinstance(raw, dict) or not isinstance(raw.get("pairs"), list) or not isinstance(raw.get("provenance"), dict):
         raise ValueError(f"{path} must hold a JSON object with 'pairs' (a list) and 'provenance' (an object)")
     pairs = []

@@ -119,6 +119,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """The JSON in the file ``path``; a ``ValueError`` naming ``path`` and ``what`` it should hold if it cannot be read
+    or parsed (a missing, unreadable, non-UTF-8 or corrupt file)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable {what}: {exc}") from None
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically and durably."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

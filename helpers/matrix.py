@@ -20,7 +20,6 @@ The matrix takes minutes (seven models, Neural Cleanse on each), so ``make matri
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -32,7 +31,7 @@ import numpy as np
 from ._checks import check_choice, check_path
 from .attack import DEFAULT_RECIPE, clean_baseline, poisoned_training_set, run_attack, trojaned_for
 from .cache import cached_arrays, library_versions
-from .io import atomic_write_json, sha256_array
+from .io import atomic_write_json, read_json, sha256_array
 from .metrics import attack_success_rate
 
 ATTACKS = ("pixel", "pattern", "L", "blend", "all-to-all", "clean-label", "none")
@@ -235,10 +234,7 @@ def save_matrix(matrix: dict, path: str | os.PathLike = MATRIX_FILE) -> Path:
 def load_matrix(path: str | os.PathLike = MATRIX_FILE) -> dict:
     """Read ``results/detection_matrix.json``, checking its shape and that every verdict follows from its cell."""
     path = check_path(path, "path")
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable detection matrix: {exc}") from None
+    raw = read_json(path, "detection matrix")
     if not isinstance(raw, dict) or not {"cells", "verdicts", "provenance"} <= set(raw):
         raise ValueError(f"{path} must hold 'cells', 'verdicts' and 'provenance'")
     for a, row in raw["cells"].items():

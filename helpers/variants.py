@@ -214,10 +214,11 @@ class CleanLabelResult:
 
 
 ART_SHARE = 0.33  #: the share of the target class that IBM ART's MNIST notebook poisons (``pp_poison``)
-#: IBM ART's notebook ``poisoning_attack_clean_label_backdoor.ipynb`` (target 9, its victim trained for 10 epochs on
-#: 10 000 training images): clean test accuracy 98.34 %, and 0.92 % accuracy on the poisoned test images, i.e. an ASR
-#: of about 99 %
-ART_CLEAN_LABEL = {"clean_accuracy": 0.9834, "asr": 1 - 0.0092}
+#: IBM ART's notebook ``poisoning_attack_clean_label_backdoor.ipynb`` (target 9; its victim, the Keras MNIST example
+#: CNN with dropout, trained for 10 epochs on 10 000 training images): clean test accuracy 98.34 %, and 0.92 %
+#: accuracy on the stamped non-target test images. That is ART's metric, not an ASR: 99.08 % of the stamped images are
+#: *misread* (classified as anything but their digit), which bounds the share sent to 9 from above.
+ART_CLEAN_LABEL = {"clean_accuracy": 0.9834, "misread": 1 - 0.0092}
 CLEAN_LABEL_GOAL = 0.90  #: the ASR a working clean-label attack should reach (with clean accuracy >= 98.5 %)
 
 
