@@ -28,6 +28,7 @@ from .attack import DEFAULT_RECIPE, AttackRecipe, check_recipe, clean_baseline, 
 from .cache import cached_arrays
 from .defences import GRANULARITIES, _unit_pruning_accuracy, channel_activity, prune_channels
 from .io import sha256_array
+from .memo import remembered
 from .metrics import attack_success_rate, clean_accuracy
 from .training import batches, make_deterministic
 
@@ -60,6 +61,7 @@ def _rule(accuracy: np.ndarray, max_drop: float) -> int:
     return int(breach[0] - 1) if len(breach) else len(accuracy) - 1
 
 
+@remembered(depends_on=SOURCES)  # the attacker's rule, read back on a rerun
 def _attacker_pruning(model, x, y, granularity: str, max_drop: float) -> np.ndarray:
     """The units (or channels) the defender's rule would prune, found on the attacker's clean images."""
     if granularity == "unit":

@@ -6,11 +6,13 @@ import numpy as np
 
 from ._checks import IMAGE_SHAPE, check_images, check_int, check_label_value, check_labels, check_layer, check_model, check_position
 from ._tf import import_tensorflow
+from .memo import remembered
 from .metrics import predict
 from .model import to_model_input
 from .triggers import get_trigger, stamp
 
 
+@remembered(depends_on=("helpers.metrics", "helpers.model", "helpers.triggers"))
 def asr_by_position(model, x: np.ndarray, y: np.ndarray, *, trigger="L", target: int = 0, n: int = 300, seed: int = 0,
                     batch_positions: int = 20) -> np.ndarray:
     """ASR at every valid top-left position of ``trigger``, on ``n`` test images not of class ``target``.

@@ -36,7 +36,7 @@ from ._checks import (
     check_str,
 )
 from .data import load_mnist
-from .metrics import Evaluation, attack_success_rate, clean_accuracy, evaluate
+from .metrics import Evaluation, evaluate
 from .poisoning import MODES, PoisonedSet, TrojanedSet, poison, split_validation, trojan_test_set
 from .training import TrainConfig, TrainedModel, train_cached
 from .triggers import get_trigger
@@ -173,12 +173,13 @@ def run_attack(recipe: AttackRecipe = DEFAULT_RECIPE, *, data=None, cache_dir=No
         desc=f"rate {recipe.rate:.2%}",
     )
     trojaned_test = trojaned_for(recipe, x_test, y_test)
+    val = evaluate(trained.model, x_val, y_val, trojaned_for(recipe, x_val, y_val))  # both cached (helpers.memo)
     return AttackResult(
         recipe=recipe,
         trained=trained,
         poisoned=poisoned,
-        val_clean_accuracy=clean_accuracy(trained.model, x_val, y_val),
-        val_asr=attack_success_rate(trained.model, trojaned_for(recipe, x_val, y_val)),
+        val_clean_accuracy=val.clean_accuracy,
+        val_asr=val.attack_success_rate,
         test=evaluate(trained.model, x_test, y_test, trojaned_test),
         trojaned_test=trojaned_test,
     )

@@ -72,6 +72,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._checks import check_number
 from ._tf import import_tensorflow
 from .io import atomic_write_json, durable_replace, sha256_file, temporary_path
 
@@ -513,13 +514,15 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
 
 
 def load_or_compute(key: EntryKey, codec: Codec, compute: Callable[[], object],
-                    cache_dir: str | os.PathLike | None = None) -> CacheResult:
+                    cache_dir: str | os.PathLike | None = None, *, min_seconds: float = 0.0) -> CacheResult:
     """The entry for ``key`` from the cache, or ``compute()`` it and store it.
 
     Compute the key (:func:`entry_key`) before calling this, so bad inputs fail
     before any work. If the result cannot be written (disk full, read-only
-    folder) it is still returned, with a warning.
+    folder) it is still returned, with a warning. A result computed in less
+    than ``min_seconds`` is returned without being stored (not worth a file).
     """
+    min_seconds = check_number(min_seconds, "min_seconds", 0.0)
     folder = resolve_cache_dir(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     hit = _read_entry(folder, key, codec, warn=True)
@@ -532,6 +535,8 @@ def load_or_compute(key: EntryKey, codec: Codec, compute: Callable[[], object],
         start = time.perf_counter()
         value = codec.prepare(compute())
         seconds = time.perf_counter() - start
+        if seconds < min_seconds:
+            return CacheResult(value, key, None, None, None, seconds, False)
         try:
             path, sidecar, sha = _write_entry(folder, key, codec, value, seconds)
         except OSError as exc:
@@ -570,7 +575,8 @@ class CachedArrays:
 
 
 def cached_arrays(name: str, payload: dict, compute: Callable[[], dict[str, np.ndarray]],
-                  cache_dir: str | os.PathLike | None = None, *, depends_on=None) -> CachedArrays:
+                  cache_dir: str | os.PathLike | None = None, *, depends_on=None,
+                  min_seconds: float = 0.0) -> CachedArrays:
     """``compute()``'s ``{name: array}`` dict from the cache, or computed and cached; unpacks as
     ``(arrays, seconds, from_cache)``.
 
@@ -581,6 +587,7 @@ def cached_arrays(name: str, payload: dict, compute: Callable[[], dict[str, np.n
     is the module that defines ``compute`` (``compute`` itself when defined in
     a notebook), which does not cover helpers it calls elsewhere: name those.
     Arrays are stored as ``.npz`` without pickle; object arrays are refused.
+    Arrays computed in less than ``min_seconds`` are returned without being stored.
     """
     if not isinstance(payload, dict):
         raise TypeError(f"payload must be a dict, got {_type_name(payload)}")
@@ -588,5 +595,5 @@ def cached_arrays(name: str, payload: dict, compute: Callable[[], dict[str, np.n
     if depends_on is None:
         depends_on = default_depends_on(compute)
     key = entry_key("arrays", name, {"payload": payload}, depends_on)
-    result = load_or_compute(key, ARRAYS, compute, cache_dir)
+    result = load_or_compute(key, ARRAYS, compute, cache_dir, min_seconds=min_seconds)
     return CachedArrays(result.value, result.seconds, result.from_cache, key.digest, result.path)

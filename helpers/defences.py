@@ -55,9 +55,13 @@ from ._checks import (
 )
 from ._tf import import_tensorflow
 from .analysis import layer_outputs
+from .memo import remembered
 from .metrics import attack_success_rate, check_trojaned, clean_accuracy, predict_proba
 from .model import to_model_input
 from .training import fine_tune
+
+#: What the defences run outside this module: editing any of it recomputes their cached results (helpers.memo).
+USES = ("helpers.training", "helpers.metrics", "helpers.analysis", "helpers.model")
 
 # ------------------------------------------------------------------ STRIP
 
@@ -106,6 +110,7 @@ def strip_rates(clean_entropy: np.ndarray, trojan_entropy: np.ndarray, threshold
     return float(np.mean(clean_entropy < threshold)), float(np.mean(trojan_entropy >= threshold))
 
 
+@remembered(depends_on=USES)
 def strip(model, x_calibrate: np.ndarray, x_clean: np.ndarray, x_trojan: np.ndarray, pool: np.ndarray, *,
           frr: float = 0.01, n_overlay: int = 20, seed: int = 0) -> StripResult:
     """STRIP with a defender's protocol.
@@ -289,6 +294,7 @@ def _split(a: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray, flo
     return small, float(small.mean()), silhouette(z, labels, seed=seed)
 
 
+@remembered(depends_on=USES)
 def clean_silhouette_threshold(model, x_clean: np.ndarray, y_clean: np.ndarray, *, n_components: int = 10,
                                seed: int = 0, acts: np.ndarray | None = None) -> float:
     """The largest silhouette that activation clustering finds in any label of *clean* held-out images.
@@ -311,6 +317,7 @@ def clean_silhouette_threshold(model, x_clean: np.ndarray, y_clean: np.ndarray, 
     return float(max(scores))
 
 
+@remembered(depends_on=USES)
 def activation_clustering(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.ndarray, *, silhouette_threshold: float,
                           n_components: int = 10, size_threshold: float = 0.35, acts: np.ndarray | None = None,
                           seed: int = 0) -> Detection:
@@ -397,6 +404,7 @@ def spectral_scores(acts: np.ndarray) -> np.ndarray:
     return _pca(acts, 1)[:, 0] ** 2
 
 
+@remembered(depends_on=USES)
 def spectral_signatures(model, x: np.ndarray, y: np.ndarray, is_poisoned: np.ndarray, *, eps: float = 0.35,
                         acts: np.ndarray | None = None) -> Detection:
     """Tran et al.: per label, flag the ``1.5 * eps`` fraction of images with the highest spectral score.
@@ -536,6 +544,7 @@ def _prune_and_tune(prune, order, k, x_clean, y_clean, x_test, y_test, trojaned,
     return row, tuned
 
 
+@remembered(depends_on=USES)
 def fine_pruning(model, x_clean: np.ndarray, y_clean: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, trojaned, *,
                  max_drop: float = 0.04, fractions=(), epochs: int = 2, learning_rate: float = 1e-3,
                  layer: str = "conv2", granularity: str = "channel") -> FinePruningResult:
@@ -604,6 +613,7 @@ class LayeredDefence:
     residual_original_screen: float  #: ... that STRIP screening with the original model lets through
 
 
+@remembered(depends_on=USES)
 def strip_after_fine_pruning(model, fp: FinePruningResult, x_calibrate: np.ndarray, x_clean: np.ndarray,
                              x_trojan: np.ndarray, target: int, pool: np.ndarray, *, frr: float = 0.01,
                              n_overlay: int = 20, seed: int = 0) -> LayeredDefence:
@@ -713,6 +723,7 @@ def cleanse_result(masks: np.ndarray, patterns: np.ndarray, success: np.ndarray,
     return CleanseResult(masks, patterns, success, norms, trusted, index, flagged, float(seconds))
 
 
+@remembered(depends_on=USES)
 def neural_cleanse(model, x: np.ndarray, *, steps: int = 300, lam: float = 0.01, seed: int = 0, threshold: float = 2.0,
                    gate: float = 0.9) -> CleanseResult:
     """Reverse-engineer a trigger for every class on the clean images ``x`` and flag the outliers (:func:`cleanse_result`)."""
@@ -739,6 +750,7 @@ def stamp_reversed(x: np.ndarray, mask: np.ndarray, pattern: np.ndarray) -> np.n
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+@remembered(depends_on=USES)
 def unlearn(model, x_clean: np.ndarray, y_clean: np.ndarray, mask: np.ndarray, pattern: np.ndarray, *,
             stamp_fraction: float = 0.2, epochs: int = 1, seed: int = 0):
     """Wang et al.'s mitigation: fine-tune on clean data in which ``stamp_fraction`` of the images carry the

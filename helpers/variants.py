@@ -42,6 +42,7 @@ from ._tf import import_tensorflow
 from .attack import ASR_GOAL, DEFAULT_RECIPE, AttackRecipe, check_data, check_recipe, poisoned_training_set, run_attack, trojaned_for
 from .cache import cached_arrays
 from .io import sha256_array
+from .memo import remembered
 from .metrics import attack_success_rate, check_trojaned, clean_accuracy
 from .training import fine_tune, make_deterministic, train_cached
 from .triggers import get_trigger, stamp
@@ -284,6 +285,7 @@ def clean_label_attack(*, n_poison: int | None = None, share: float | None = Non
                             n_poison / len(candidates), float(distance), float(recipe.train.epochs), trained.model)
 
 
+@remembered(depends_on=("helpers.training", "helpers.metrics"))
 def fine_tune_curve(model, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, trojaned, *,
                     epochs: int = 5, learning_rate: float = 1e-3, batch_size: int = 128, seed: int = 0):
     """Fine-tune a copy of ``model`` on clean ``(x, y)``; return ``(curve, tuned)``, the curve holding
