@@ -198,3 +198,15 @@ def test_nbval_comparison_accepts_close_numbers_and_rejects_far_ones():
     far = coalesce_streams([stream("clean test accuracy: 98.20%\nASR 0.09%\n")])
     assert conftest.compare_outputs(Cell(), close, committed) is True
     assert conftest.compare_outputs(Cell(), far, committed) is False
+
+
+def test_readme_quotes_the_measured_training_speed():
+    """The README's training-speed sentences are the ones benchmarks/bench_training.py makes from training.json,
+    whose baselines stopped on validation data (never the test set)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.bench_training import readme_paragraph
+
+    data = json.loads((ROOT / "benchmarks" / "results" / "training.json").read_text())
+    assert readme_paragraph(data) in (ROOT / "README.md").read_text()
+    assert data["speedup_vs_baseline"]["wall"] == pytest.approx(
+        data["median"]["baseline"]["seconds"] / data["median"]["recipe"]["seconds"])
