@@ -206,12 +206,13 @@ def _ratios(med: dict, fast: str, slow: str) -> dict:
     return {"wall": med[slow]["seconds"] / med[fast]["seconds"], "cpu": med[slow]["cpu_seconds"] / med[fast]["cpu_seconds"]}
 
 
-def readme_paragraph(data: dict) -> str:
-    """The README's sentences on training speed, made from ``training.json`` (a test checks the README quotes them)."""
+def readme_paragraph(data: dict, name: str = "training.json") -> str:
+    """The README's sentences on training speed, made from ``name`` in ``benchmarks/results/`` (a test checks the
+    README quotes them)."""
     m, med = data["machine"], data["median"]
     rec, base, load = med["recipe"], med["baseline"], med["load"]
     isa = "AVX-512" if "avx512f" in m["cpu_flags"] else "AVX2" if "avx2" in m["cpu_flags"] else "no AVX2"
-    text = (f"`training.json` was measured on {data['date']} on {m['cpu']} ({m['cores']} cores, {isa}) by `{data['command']}` "
+    text = (f"`{name}` was measured on {data['date']} on {m['cpu']} ({m['cores']} cores, {isa}) by `{data['command']}` "
             f"(medians): the default recipe trained in {rec['seconds']:.1f} s ({rec['cpu_seconds']:.1f} s of CPU time; "
             f"{rec['epochs']:g} epochs; clean {rec['clean_accuracy']:.2%}, ASR {rec['attack_success_rate']:.2%}; peak "
             f"{rec['peak_rss_mib'] / 1024:.1f} GiB) against {base['seconds']:.1f} s ({base['cpu_seconds']:.1f} s CPU; "
@@ -244,7 +245,7 @@ def main() -> int:
         print(json.dumps(worker(args.worker, args.cache, args.target)))
         return 0
     if args.paragraph:
-        print(readme_paragraph(json.loads(Path(args.out).read_text(encoding="utf-8"))))
+        print(readme_paragraph(json.loads(Path(args.out).read_text(encoding="utf-8")), Path(args.out).name))
         return 0
     kinds = ["recipe", "load", "baseline"] + ([] if args.no_fidelity else ["fidelity", "fidelity_baseline"])
     runs: dict[str, list[dict]] = {k: [] for k in kinds}
@@ -266,7 +267,9 @@ def main() -> int:
         "speedup_vs_baseline": _ratios(med, "recipe", "baseline"),
         "all_runs": runs,
         "date": time.strftime("%Y-%m-%d"),
-        "command": "python benchmarks/bench_training.py --runs %d%s" % (args.runs, " --no-fidelity" if args.no_fidelity else ""),
+        "command": "python benchmarks/bench_training.py --runs %d%s%s" % (
+            args.runs, " --no-fidelity" if args.no_fidelity else "",
+            "" if Path(args.out).resolve() == (HERE / "results" / "training.json").resolve() else f" --out {args.out}"),
     }
     if not args.no_fidelity:
         result["fidelity_speedup_vs_baseline"] = _ratios(med, "fidelity", "fidelity_baseline")
